@@ -1,0 +1,203 @@
+"""The reference distributions a window is compared with, captured from training or past data.
+
+Pure: a `Rows` batch in, a `Baseline` out, JSON both ways. Numeric features get fine quantile bins
+(the window counts into them, so KS and Wasserstein have resolution) grouped into deciles for PSI;
+categorical features get their top-K categories plus a pooled "other".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from exporter.config import ModelConfig
+from exporter.rows import Rows
+
+FINE_BINS = 100       # quantile bins the window counts into
+PSI_BINS = 10         # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
+TOP_CATEGORIES = 20   # categories kept per categorical feature; the rest pool as "other"
+KNOWN_CATEGORIES = 1000  # distinct baseline values remembered to tell "new" from "rare"
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class NumericReference:
+    """Fine bins: [underflow, edges[0]..edges[-1] split at the inner edges, overflow]."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    psi_bins: np.ndarray  # for each fine bin, the index of the PSI bin it belongs to
+    mean: float
+    std: float
+    missing: int
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.counts)
+
+    @property
+    def n_psi_bins(self) -> int:
+        return int(self.psi_bins.max()) + 1
+
+    def bin(self, x: np.ndarray) -> np.ndarray:
+        """Fine bin of each finite value: 0 below the baseline minimum, last above its maximum."""
+        idx = np.searchsorted(self.edges[1:-1], x, side="right") + 1
+        idx[x < self.edges[0]] = 0
+        idx[x > self.edges[-1]] = len(self.edges)
+        return idx
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "numeric", "edges": self.edges.tolist(), "counts": self.counts.tolist(),
+            "psi_bins": self.psi_bins.tolist(), "mean": self.mean, "std": self.std,
+            "missing": self.missing,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NumericReference:
+        return cls(
+            edges=np.asarray(data["edges"], dtype=float), counts=np.asarray(data["counts"], dtype=float),
+            psi_bins=np.asarray(data["psi_bins"], dtype=int), mean=data["mean"], std=data["std"],
+            missing=data["missing"],
+        )
+
+    @classmethod
+    def capture(cls, values: np.ndarray, missing: int = 0) -> NumericReference:
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            raise ValueError("no finite values to take a baseline from")
+        quantiles = np.quantile(values, np.linspace(0.0, 1.0, FINE_BINS + 1))
+        edges = np.unique(quantiles)
+        coarse = np.unique(quantiles[:: FINE_BINS // PSI_BINS])
+        if len(edges) == 1:  # a constant feature: one closed bin [v, v]
+            edges = coarse = np.array([edges[0], edges[0]])
+        # PSI bin of each fine bin: underflow, the decile holding the fine bin's left edge, overflow.
+        inner = np.searchsorted(coarse[1:-1], edges[:-1], side="right") + 1
+        psi_bins = np.concatenate([[0], inner, [inner.max() + 1]])
+        ref = cls(edges=edges, counts=np.zeros(len(edges) + 1), psi_bins=psi_bins,
+                  mean=float(values.mean()), std=float(values.std()), missing=missing)
+        counts = np.bincount(ref.bin(values), minlength=ref.n_bins).astype(float)
+        return cls(edges, counts, psi_bins, ref.mean, ref.std, missing)
+
+
+@dataclass(frozen=True)
+class CategoricalReference:
+    """Top categories with counts, then the pooled rest ("other")."""
+
+    categories: tuple[str, ...]
+    counts: np.ndarray            # len(categories) + 1
+    known: frozenset[str]         # every baseline value (up to KNOWN_CATEGORIES)
+    missing: int
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.counts)
+
+    def bin(self, values: np.ndarray) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.categories)}
+        other = len(self.categories)
+        return np.fromiter((index.get(v, other) for v in values), dtype=int, count=len(values))
+
+    def is_new(self, values: np.ndarray) -> np.ndarray:
+        return np.fromiter((v not in self.known for v in values), dtype=bool, count=len(values))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "categorical", "categories": list(self.categories),
+            "counts": self.counts.tolist(), "known": sorted(self.known), "missing": self.missing,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CategoricalReference:
+        return cls(tuple(data["categories"]), np.asarray(data["counts"], dtype=float),
+                   frozenset(data["known"]), data["missing"])
+
+    @classmethod
+    def capture(cls, values: np.ndarray, missing: int = 0) -> CategoricalReference:
+        present = values[values != None]  # noqa: E711 - elementwise on an object array
+        names, counts = np.unique(present.astype(str), return_counts=True)
+        order = np.lexsort((names, -counts))
+        top = tuple(names[order][:TOP_CATEGORIES].tolist())
+        rest = float(counts[order][TOP_CATEGORIES:].sum())
+        known = frozenset(names[order][:KNOWN_CATEGORIES].tolist())
+        return cls(top, np.append(counts[order][:TOP_CATEGORIES].astype(float), rest), known, missing)
+
+
+Reference = NumericReference | CategoricalReference
+
+
+def reference_from_json(data: dict[str, Any]) -> Reference:
+    if data["type"] == "numeric":
+        return NumericReference.from_json(data)
+    return CategoricalReference.from_json(data)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    model_id: str
+    rows: int
+    features: dict[str, Reference]
+    prediction: NumericReference
+    segments: dict[str, tuple[str, ...]]      # segment column -> values reported
+    label_mean: float                         # shift that keeps regression sums well conditioned
+    performance: dict[str, dict[str, float]] = field(default_factory=dict)
+    version: int | None = None
+    created_at: str | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id, "rows": self.rows,
+            "features": {k: v.to_json() for k, v in self.features.items()},
+            "prediction": self.prediction.to_json(),
+            "segments": {k: list(v) for k, v in self.segments.items()},
+            "label_mean": self.label_mean, "performance": self.performance,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **meta: Any) -> Baseline:
+        return cls(
+            model_id=data["model_id"], rows=data["rows"],
+            features={k: reference_from_json(v) for k, v in data["features"].items()},
+            prediction=NumericReference.from_json(data["prediction"]),
+            segments={k: tuple(v) for k, v in data["segments"].items()},
+            label_mean=data["label_mean"], performance=data.get("performance", {}), **meta,
+        )
+
+
+def prediction_values(rows: Rows) -> np.ndarray:
+    """The output whose drift is tracked: the score of a classifier, the value of a regressor."""
+    return rows.score if rows.score is not None else rows.prediction
+
+
+def segment_values(model: ModelConfig, rows: Rows) -> dict[str, tuple[str, ...]]:
+    """Configured segment values, or the most frequent ones in the baseline (bounded)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for segment in model.segments:
+        if segment.values is not None:
+            out[segment.column] = tuple(segment.values)
+        else:
+            ref = CategoricalReference.capture(rows.segments[segment.column])
+            out[segment.column] = ref.categories[: segment.max_values]
+    return out
+
+
+def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
+    """The distributions of a baseline, without its performance (see `window.capture_baseline`)."""
+    if len(rows) == 0:
+        raise ValueError(f"model {model.model_id}: no valid rows to take a baseline from")
+    features: dict[str, Reference] = {}
+    for name, column in rows.numeric.items():
+        features[name] = NumericReference.capture(column.values, int(column.missing.sum()))
+    for name, values in rows.categorical.items():
+        features[name] = CategoricalReference.capture(values, int(np.sum(values == None)))  # noqa: E711
+    labels = rows.label[np.isfinite(rows.label)] if rows.label is not None else np.array([])
+    return Baseline(
+        model_id=model.model_id, rows=len(rows),
+        features={n: features[n] for n in model.features},
+        prediction=NumericReference.capture(prediction_values(rows)),
+        segments=segment_values(model, rows),
+        label_mean=float(labels.mean()) if len(labels) else 0.0,
+    )

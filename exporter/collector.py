@@ -1,0 +1,133 @@
+"""prometheus_client Collector: model reports -> fresh metric families on every scrape.
+
+Nothing here keeps metric state between scrapes; the numbers live in the refreshers' reports and
+counters, and each scrape builds new families from them (Prometheus' "Writing exporters").
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS, MetricSpec
+from exporter.refresher import ModelRefresher
+from exporter.report import DriftResult, ModelReport
+from exporter.rows import REJECT_REASONS
+from exporter.service import MonitorService
+
+
+class _Families:
+    """One scrape's families by name; samples whose value is NaN or None are skipped."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[MetricSpec, Metric]] = {
+            spec.name: (spec, spec.family()) for spec in CATALOG
+        }
+
+    def add(self, name: str, labels: list[str], value: float | bool | None) -> None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        self._families[name][1].add_metric(labels, float(value))
+
+    def family(self, name: str) -> Metric:
+        return self._families[name][1]
+
+    def __iter__(self) -> Iterator[Metric]:
+        return (family for _, family in self._families.values() if family.samples)
+
+
+def _drift_samples(out: _Families, prefix: str, labels: list[str], drift: DriftResult) -> None:
+    out.add(f"{prefix}_psi", labels, drift.psi)
+    out.add(f"{prefix}_kl_divergence", labels, drift.kl_divergence)
+    out.add(f"{prefix}_js_distance", labels, drift.js_distance)
+    out.add(f"{prefix}_drift_detected", labels, drift.detected)
+
+
+def _report_samples(out: _Families, report: ModelReport) -> None:
+    m = report.model_id
+    for name, feature in report.features.items():
+        labels = [m, name]
+        quality = feature.quality
+        out.add("model_feature_missing_ratio", labels, quality.missing_ratio)
+        out.add("model_feature_type_error_ratio", labels, quality.type_error_ratio)
+        out.add("model_feature_out_of_range_ratio", labels, quality.out_of_range_ratio)
+        out.add("model_feature_new_category_ratio", labels, quality.new_category_ratio)
+        if feature.drift is not None:
+            _drift_samples(out, "model_feature", labels, feature.drift)
+            out.add("model_feature_ks_statistic", labels, feature.drift.ks_statistic)
+            out.add("model_feature_psi_threshold", labels, feature.drift.psi_threshold)
+            for bin_name, base, cur in zip(feature.drift.bins, feature.drift.baseline_ratio,
+                                           feature.drift.current_ratio, strict=True):
+                out.add("model_feature_bin_ratio", [*labels, bin_name, "baseline"], base)
+                out.add("model_feature_bin_ratio", [*labels, bin_name, "current"], cur)
+    if report.prediction_drift is not None:
+        _drift_samples(out, "model_prediction", [m], report.prediction_drift)
+    if any(f.drift is not None for f in report.features.values()):
+        out.add("model_drifted_features", [m], len(report.drifted_features))
+    out.add("model_features_monitored", [m], len(report.features))
+    for segment, values in report.performance.items():
+        for metric in PERFORMANCE_METRICS:
+            out.add(f"model_performance_{metric}", [m, segment], values.get(metric))
+    for segment, values in report.baseline_performance.items():
+        for metric in PERFORMANCE_METRICS:
+            out.add(f"model_baseline_performance_{metric}", [m, segment], values.get(metric))
+    for metric, ratio in report.degradation.items():
+        out.add("model_performance_degradation_ratio", [m, metric], ratio)
+    for segment, count in report.segment_counts.items():
+        out.add("model_segment_labeled_predictions", [m, segment], count)
+    out.add("model_window_predictions", [m], report.window_predictions)
+    out.add("model_window_labeled_predictions", [m], report.window_labeled)
+    out.add("model_performance_window_predictions", [m], report.performance_window_predictions)
+    out.add("model_label_coverage_ratio", [m], report.label_coverage)
+
+
+def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
+    m = refresher.model.model_id
+    status = refresher.status
+    out.add("model_monitor_up", [m], status.up)
+    for source, up in status.source_up.items():
+        out.add("model_monitor_source_up", [m, source], up)
+    out.add("model_monitor_last_refresh_timestamp_seconds", [m], status.last_success)
+    out.add("model_monitor_refresh_duration_seconds", [m], status.last_duration)
+    out.add("model_monitor_ingest_lag_seconds", [m], status.lag_seconds)
+    out.add("model_monitor_refresh_errors", [m], status.errors_total)
+    for reason in REJECT_REASONS:  # every reason, zeros included, so rate() works from the start
+        out.add("model_monitor_rows_rejected", [m, reason], status.rejected.get(reason, 0))
+    window = refresher.window
+    if window is not None:
+        out.add("model_predictions", [m], window.predictions_total)
+        out.add("model_labels", [m], window.labels_total)
+        if refresher.model.source.latency_column:
+            out.family("model_prediction_latency_seconds").add_metric(
+                [m], window.latency.cumulative(), window.latency.sum)
+    baseline = refresher.baseline
+    if baseline is not None:
+        out.family("model_baseline").add_metric([m], {
+            "version": str(baseline.version), "created_at": baseline.created_at or "",
+            "source": baseline.source or "",
+        })
+
+
+class ModelCollector(Collector):
+    """Refreshes every model (sharing refreshes with concurrent scrapes), then reports."""
+
+    def __init__(self, service: MonitorService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        if self.service.ready:  # during the start-up rebuild, serve status only
+            self.service.refresh_all()
+        out = _Families()
+        out.family("model_monitor_build").add_metric([], {
+            "version": __version__, "python_version": platform.python_version(),
+        })
+        for refresher in self.service.refreshers.values():
+            _status_samples(out, refresher)
+            if refresher.report is not None:
+                _report_samples(out, refresher.report)
+        yield from out

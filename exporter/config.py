@@ -1,0 +1,395 @@
+"""One YAML file -> validated configuration objects.
+
+Every knob of the exporter lives here, so an error can name the key path, the bad value and the
+fix before anything starts. Label values exported to Prometheus (models, features, segments,
+protected attributes) come only from this file or from bounded sets derived from it, which is
+what keeps cardinality low by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV = "MODEL_MONITOR_CONFIG"
+STORE_URL_ENV = "MODEL_MONITOR_STORE_URL"
+DEFAULT_CONFIG_PATH = Path("model-monitor.yml")
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LABEL_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who has to fix the file."""
+
+
+def parse_duration(value: Any) -> float:
+    """Accept Prometheus-style durations ("90s", "5m", "1h", "7d") or plain seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 1h or 7d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureConfig(_Strict):
+    """One input feature: how to read it and how to bin it."""
+
+    type: Literal["numeric", "categorical"] = Field(
+        description="`numeric` (quantile-binned) or `categorical` (category frequencies)."
+    )
+    column: str | None = Field(None, description="Column holding it; defaults to the feature name.")
+    valid_range: tuple[float, float] | None = Field(
+        None,
+        description="Numeric only: values outside [low, high] count as out of range "
+        "(default: outside the baseline's observed range).",
+    )
+
+
+class LabelSource(_Strict):
+    """Where the actual outcomes (labels) come from; they usually arrive late."""
+
+    table: str | None = Field(
+        None, description="Separate label table joined on the prediction id; omit to read "
+        "`column` from the predictions table itself."
+    )
+    prediction_id_column: str = Field(
+        "prediction_id", description="Label table column holding the prediction id."
+    )
+    column: str = Field("actual", description="Column holding the actual value (0/1 for a classifier).")
+    arrival_column: str | None = Field(
+        "labeled_at",
+        description="Column ordering label arrivals (timestamp or increasing number). Required "
+        "for a separate table; for a same-table column, omit it to read only labels already "
+        "present when the prediction is read.",
+    )
+
+
+class SourceMapping(_Strict):
+    """Maps the exporter onto an existing predictions table, with the user's own column names."""
+
+    table: str = Field(description="Predictions table (optionally `schema.table`).")
+    id_column: str = Field("prediction_id", description="Unique prediction id, used to join labels.")
+    timestamp_column: str = Field(
+        "created_at", description="Prediction time (DATETIME, or epoch seconds as a number)."
+    )
+    prediction_column: str = Field("prediction", description="The model's output value.")
+    score_column: str | None = Field(
+        None, description="Classifier probability of the positive class (binary_classification)."
+    )
+    latency_column: str | None = Field(None, description="Inference latency of the prediction.")
+    latency_unit: Literal["seconds", "milliseconds"] = Field(
+        "seconds", description="Unit of `latency_column`."
+    )
+    model_column: str | None = Field(
+        None, description="For a table shared by several models: only rows whose value here "
+        "equals `model_value` (default: the model_id) are read."
+    )
+    model_value: str | None = Field(None, description="Value of `model_column` for this model.")
+    labels: LabelSource | None = Field(None, description="Where labels come from; omit if none.")
+
+
+class WindowConfig(_Strict):
+    length: Duration = Field(description="How far back the window reaches.")
+    bucket: Duration = Field(description="Width of one time bucket; eviction happens bucket by bucket.")
+
+    @model_validator(mode="after")
+    def _bucket_count(self) -> WindowConfig:
+        if self.bucket < 1 or not float(self.bucket).is_integer():
+            raise ValueError(f"bucket ({self.bucket:g}s) must be a whole number of seconds")
+        count = self.length / self.bucket
+        if abs(count - round(count)) > 1e-9:
+            raise ValueError(
+                f"length ({self.length:g}s) must be a whole number of buckets "
+                f"({self.bucket:g}s); pick a bucket that divides the length"
+            )
+        if not 1 <= round(count) <= 5000:
+            raise ValueError(
+                f"length/bucket gives {round(count)} buckets; keep it between 1 and 5000 "
+                "(widen the bucket for long windows)"
+            )
+        return self
+
+    @property
+    def buckets(self) -> int:
+        return round(self.length / self.bucket)
+
+
+class DriftThresholds(_Strict):
+    """Effect-size thresholds; a feature drifts when one is exceeded (see docs/statistics.md)."""
+
+    psi: float | None = Field(0.2, ge=0, description="Population stability index.")
+    js_distance: float | None = Field(None, ge=0, le=1, description="Jensen-Shannon distance (base 2).")
+    kl_divergence: float | None = Field(None, ge=0, description="KL(current || baseline), nats.")
+    ks_statistic: float | None = Field(None, ge=0, le=1, description="Kolmogorov-Smirnov D.")
+    wasserstein_normalized: float | None = Field(
+        None, ge=0, description="Wasserstein-1 distance / baseline standard deviation."
+    )
+
+
+class PerformanceConfig(_Strict):
+    classification_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Score at or above which a classifier predicts 1."
+    )
+    degradation_warning: float = Field(
+        0.1, ge=0, description="Relative degradation vs baseline that is a warning (0.1 = 10%)."
+    )
+    degradation_critical: float = Field(
+        0.25, ge=0, description="Relative degradation vs baseline that is critical."
+    )
+
+
+class SegmentConfig(_Strict):
+    column: str = Field(description="Column whose values define the segments.")
+    values: list[str] | None = Field(
+        None, description="Segment values to report; default: the baseline's most frequent "
+        "(at most `max_values`). Others are pooled as `other`."
+    )
+    max_values: int = Field(10, ge=1, le=50, description="Bound on segments taken from the baseline.")
+
+
+class ModelConfig(_Strict):
+    model_id: str = Field(description="Label value `model_id` on every series of this model.")
+    kind: Literal["regression", "binary_classification"] = Field(description="What the model predicts.")
+    source: SourceMapping
+    features: dict[str, FeatureConfig] = Field(
+        description="Input features by name; `name: numeric` is short for `name: {type: numeric}`."
+    )
+    segments: list[SegmentConfig] = Field(default_factory=list, description="Performance segments.")
+    protected_attributes: list[str] = Field(
+        default_factory=list, description="Columns of protected attributes, for fairness."
+    )
+    drift_window: WindowConfig = Field(
+        default_factory=lambda: WindowConfig(length=3600, bucket=60),
+        description="Window for drift and data quality (default 1h in 1m buckets).",
+    )
+    performance_window: WindowConfig = Field(
+        default_factory=lambda: WindowConfig(length=7 * 86400, bucket=3600),
+        description="Window for performance, by prediction time (default 7d in 1h buckets).",
+    )
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    feature_thresholds: dict[str, DriftThresholds] = Field(
+        default_factory=dict, description="Per-feature overrides of `thresholds`."
+    )
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    min_samples: int = Field(
+        100, ge=1, description="Fewer window rows than this give no drift verdict (visible as "
+        "`model_window_predictions`)."
+    )
+    min_labeled: int = Field(30, ge=1, description="Fewer labelled rows give no performance numbers.")
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1, description="Chance that a window without drift gets any drift verdict "
+        "(split over the features and the output tested, Bonferroni)."
+    )
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _short_features(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("model_id")
+    @classmethod
+    def _label_safe(cls, value: str) -> str:
+        if not _LABEL_VALUE.match(value):
+            raise ValueError("use letters, digits, `_`, `.`, `:` or `-`, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if not self.features:
+            raise ValueError("declare at least one feature under `features`")
+        if self.kind == "binary_classification" and not self.source.score_column:
+            raise ValueError(
+                "a binary_classification model needs `source.score_column` (the probability "
+                "of class 1) for ROC AUC, log loss and Brier score"
+            )
+        unknown = set(self.feature_thresholds) - set(self.features)
+        if unknown:
+            raise ValueError(
+                f"feature_thresholds names {sorted(unknown)}, which are not in `features`"
+            )
+        return self
+
+    def feature_column(self, name: str) -> str:
+        return self.features[name].column or name
+
+    def thresholds_for(self, feature: str) -> DriftThresholds:
+        """The model's thresholds with the feature's overrides laid over them."""
+        override = self.feature_thresholds.get(feature)
+        if override is None:
+            return self.thresholds
+        return self.thresholds.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class StoreConfig(_Strict):
+    url: str = Field(
+        "sqlite:///var/model-monitor.db",
+        description="SQLAlchemy URL of the prediction store. Relative SQLite paths are taken "
+        f"from the config file's folder. `{STORE_URL_ENV}` overrides it.",
+    )
+    url_file: Path | None = Field(
+        None, description="File holding the URL (for a URL with a password); wins over `url`."
+    )
+
+
+class ExporterConfig(_Strict):
+    max_rows_per_scrape: int = Field(
+        50_000, ge=100, description="Cap on rows read per model per scrape; a backlog is taken "
+        "over later scrapes and shows as `model_monitor_ingest_lag_seconds`."
+    )
+    batch_rows: int = Field(10_000, ge=100, description="Rows per SQL round trip.")
+    min_refresh_interval: Duration = Field(
+        1.0, description="Scrapes closer together than this share one refresh."
+    )
+    read_lag: Duration = Field(
+        1.0, description="Rows newer than now minus this are left for the next scrape, so "
+        "transactions still committing are not skipped."
+    )
+    latency_buckets: list[float] = Field(
+        default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+        description="Upper bounds (seconds) of the inference latency histogram.",
+    )
+
+    @field_validator("latency_buckets")
+    @classmethod
+    def _sorted(cls, value: list[float]) -> list[float]:
+        if not value or sorted(set(value)) != value:
+            raise ValueError("give a strictly increasing, non-empty list of seconds")
+        return value
+
+
+class Config(_Strict):
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+    models: list[ModelConfig] = Field(description="The models to monitor.")
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Config:
+        ids = [m.model_id for m in self.models]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"model_id values must be unique; repeated: {duplicates}")
+        return self
+
+    def model(self, model_id: str) -> ModelConfig:
+        for model in self.models:
+            if model.model_id == model_id:
+                return model
+        known = ", ".join(m.model_id for m in self.models)
+        raise ConfigError(f"no model {model_id!r} in the config; configured: {known}")
+
+
+def _key_path(loc: tuple[Any, ...], raw: Any) -> str:
+    """Render a pydantic location as the YAML key path, using model ids instead of indexes."""
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                model_id = node[item].get("model_id")
+                if model_id:
+                    label = f"[{item}] (model_id={model_id})"
+            parts.append(label)
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            parts.append(f".{item}" if parts else str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def _fix_for(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "add this key"
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling against docs/config.md"
+    if kind == "literal_error":
+        return "use one of the allowed values"
+    return "see docs/config.md for the expected form"
+
+
+def format_validation_error(exc: ValidationError, raw: Any, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for error in exc.errors():
+        path = _key_path(tuple(error["loc"]), raw)
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        shown = "" if error["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"  {path}: {message}{shown}; fix: {_fix_for(error)}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with a `models:` list")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, raw, source)) from None
+    return _resolve_store(config, base_dir or Path.cwd())
+
+
+def _resolve_store(config: Config, base_dir: Path) -> Config:
+    url = os.environ.get(STORE_URL_ENV) or config.store.url
+    if config.store.url_file is not None:
+        path = config.store.url_file if config.store.url_file.is_absolute() else base_dir / config.store.url_file
+        try:
+            url = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"store.url_file: cannot read {path} ({exc.strerror}); fix the path") from None
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://" and ":memory:" not in url:
+        url = prefix + str((base_dir / url[len(prefix):]).resolve())
+    return config.model_copy(update={"store": config.store.model_copy(update={"url": url})})
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate the config file (default: $MODEL_MONITOR_CONFIG or ./model-monitor.yml)."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}; pass --config or set {CONFIG_ENV}"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(raw, str(path), path.resolve().parent)

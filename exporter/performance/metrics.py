@@ -1,0 +1,82 @@
+"""Performance metrics from sufficient statistics. Pure numpy, no I/O.
+
+Regression sums are shifted by a constant (the baseline label mean) so that the total sum of
+squares is not a difference of two huge numbers. Classification keeps confusion counts at the
+configured threshold and per-class score histograms, from which ROC AUC is computed with ties
+inside a bin counted as half (bound: `roc_auc_bin_bound`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def regression(n: float, err: float, err2: float, abs_err: float, y: float, y2: float) -> dict[str, float]:
+    """RMSE, MAE, R² and mean error (prediction minus actual) of `n` labelled predictions.
+
+    `y` and `y2` are the sums of (actual - c) and (actual - c)² for any constant c.
+    """
+    if n <= 0:
+        return {}
+    total_ss = y2 - y * y / n
+    return {
+        "rmse": math.sqrt(err2 / n),
+        "mae": abs_err / n,
+        "r2": 1.0 - err2 / total_ss if total_ss > 0 else math.nan,
+        "mean_error": err / n,
+    }
+
+
+def _ratio(num: float, den: float) -> float:
+    """scikit-learn's zero_division=0 convention."""
+    return num / den if den > 0 else 0.0
+
+
+def roc_auc(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative, ties (same bin) as half."""
+    positives, negatives = pos_hist.sum(), neg_hist.sum()
+    if positives == 0 or negatives == 0:
+        return math.nan
+    below = np.cumsum(neg_hist) - neg_hist
+    return float(np.sum(pos_hist * (below + 0.5 * neg_hist)) / (positives * negatives))
+
+
+def roc_auc_bin_bound(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
+    """Largest possible gap to the exact AUC: half the share of (positive, negative) pairs tied by binning."""
+    positives, negatives = pos_hist.sum(), neg_hist.sum()
+    if positives == 0 or negatives == 0:
+        return math.nan
+    return float(0.5 * np.sum(pos_hist * neg_hist) / (positives * negatives))
+
+
+def classification(tp: float, fp: float, fn: float, tn: float, log_loss: float, brier: float,
+                   pos_hist: np.ndarray, neg_hist: np.ndarray) -> dict[str, float]:
+    n = tp + fp + fn + tn
+    if n <= 0:
+        return {}
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return {
+        "accuracy": (tp + tn) / n,
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "log_loss": log_loss / n,
+        "brier_score": brier / n,
+        "roc_auc": roc_auc(pos_hist, neg_hist),
+    }
+
+
+# For each metric: +1 if larger is better, -1 if smaller is better.
+DIRECTION = {
+    "rmse": -1, "mae": -1, "r2": 1, "roc_auc": 1, "accuracy": 1, "precision": 1, "recall": 1,
+    "f1": 1, "log_loss": -1, "brier_score": -1,
+}
+
+
+def degradation_ratio(metric: str, current: float, baseline: float) -> float:
+    """Relative change in the bad direction: 0.1 means 10% worse than baseline, never negative."""
+    if metric not in DIRECTION or not math.isfinite(current) or not math.isfinite(baseline) or baseline == 0:
+        return math.nan
+    return max(0.0, -DIRECTION[metric] * (current - baseline) / abs(baseline))

@@ -1,0 +1,166 @@
+"""Validation of raw rows read from the store: typed arrays out, rejected rows counted by reason.
+
+Pure (pandas/numpy only). A malformed value never raises: a row that cannot be used at all is
+rejected under one of a fixed set of reasons (bounded label values), and a feature value that is
+missing or of the wrong type is kept as a data-quality count instead of rejecting the row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from exporter.config import ModelConfig
+from exporter.storage.prediction_store import (
+    ID, LABEL, LATENCY, PREDICTION, SCORE, TS, attribute_key, feature_key, segment_key,
+)
+
+# Every value the `reason` label of model_monitor_rows_rejected_total can take.
+REJECT_REASONS = (
+    "invalid_timestamp",      # prediction or label time missing or not a time
+    "invalid_prediction",     # prediction (or classifier score) missing, not a number, or out of range
+    "invalid_label",          # label missing, not a number, or not 0/1 for a classifier
+    "label_unknown_prediction",  # a label whose prediction id is not in the predictions table
+    "expired",                # row older than its window by the time it was read
+)
+
+
+@dataclass
+class Rejections:
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, mask: np.ndarray, ids: pd.Series) -> None:
+        n = int(mask.sum())
+        if n:
+            self.counts[reason] += n
+            self.examples.setdefault(reason, str(ids[mask].iloc[0]))
+
+    def merge(self, other: Rejections) -> None:
+        self.counts.update(other.counts)
+        for reason, example in other.examples.items():
+            self.examples.setdefault(reason, example)
+
+
+@dataclass
+class NumericColumn:
+    values: np.ndarray        # float, NaN where missing or invalid
+    missing: np.ndarray       # bool: null or NaN in the store
+    type_error: np.ndarray    # bool: present but not a finite number
+
+
+@dataclass
+class Rows:
+    """Accepted rows of one batch, as arrays aligned by position."""
+
+    ts: np.ndarray
+    prediction: np.ndarray
+    score: np.ndarray | None
+    latency: np.ndarray | None                # seconds, NaN where not logged
+    numeric: dict[str, NumericColumn]
+    categorical: dict[str, np.ndarray]        # object arrays, None where missing
+    segments: dict[str, np.ndarray]
+    attributes: dict[str, np.ndarray]
+    label: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, mask: np.ndarray) -> Rows:
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[mask]
+
+        return Rows(
+            ts=self.ts[mask], prediction=self.prediction[mask], score=pick(self.score),
+            latency=pick(self.latency),
+            numeric={k: NumericColumn(c.values[mask], c.missing[mask], c.type_error[mask])
+                     for k, c in self.numeric.items()},
+            categorical={k: v[mask] for k, v in self.categorical.items()},
+            segments={k: v[mask] for k, v in self.segments.items()},
+            attributes={k: v[mask] for k, v in self.attributes.items()},
+            label=pick(self.label),
+        )
+
+
+def numeric_column(raw: pd.Series) -> NumericColumn:
+    """Coerce a column to float, telling missing values (null, NaN) from values of the wrong type."""
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    missing = raw.isna().to_numpy()
+    finite = np.isfinite(values)
+    return NumericColumn(np.where(finite, values, np.nan), missing, ~missing & ~finite)
+
+
+def category_column(raw: pd.Series) -> np.ndarray:
+    """Categories as strings; None where missing (null or NaN)."""
+    out = raw.astype(object).where(raw.notna(), None).to_numpy()
+    return np.array([v if v is None or isinstance(v, str) else _format_category(v) for v in out], dtype=object)
+
+
+def _format_category(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def parse_rows(
+    frame: pd.DataFrame,
+    model: ModelConfig,
+    ts_epoch: pd.Series,
+    label: Literal["none", "required", "optional"] = "none",
+) -> tuple[Rows, Rejections]:
+    """Turn a raw frame (canonical column names) into accepted rows and counted rejections.
+
+    `label="required"` rejects rows without a valid label (a label stream); `"optional"` keeps
+    them with NaN (a baseline, where only some predictions are labelled).
+    """
+    rejections = Rejections()
+    ids = frame[ID] if ID in frame else pd.Series(range(len(frame)))
+    ts = ts_epoch.to_numpy(dtype=float)
+    ok = np.isfinite(ts)
+    rejections.add("invalid_timestamp", ~ok, ids)
+
+    prediction = numeric_column(frame[PREDICTION]).values
+    bad = ~np.isfinite(prediction)
+    score = None
+    if SCORE in frame:
+        score = numeric_column(frame[SCORE]).values
+        bad |= ~np.isfinite(score) | (score < 0) | (score > 1)
+    if model.kind == "binary_classification":
+        bad |= ~np.isin(prediction, (0.0, 1.0))
+    rejections.add("invalid_prediction", ok & bad, ids)
+    ok &= ~bad
+
+    labels = None
+    if label != "none":
+        labels = numeric_column(frame[LABEL]).values
+        bad = ~np.isfinite(labels)
+        if model.kind == "binary_classification":
+            bad |= ~np.isin(labels, (0.0, 1.0))
+        if label == "required":
+            rejections.add("invalid_label", ok & bad, ids)
+            ok &= ~bad
+        else:
+            labels = np.where(bad, np.nan, labels)
+
+    latency = None
+    if LATENCY in frame:
+        latency = numeric_column(frame[LATENCY]).values
+        if model.source.latency_unit == "milliseconds":
+            latency = latency / 1000.0
+        latency = np.where(latency >= 0, latency, np.nan)
+
+    rows = Rows(
+        ts=ts, prediction=prediction, score=score, latency=latency,
+        numeric={n: numeric_column(frame[feature_key(n)])
+                 for n, f in model.features.items() if f.type == "numeric"},
+        categorical={n: category_column(frame[feature_key(n)])
+                     for n, f in model.features.items() if f.type == "categorical"},
+        segments={s.column: category_column(frame[segment_key(s.column)]) for s in model.segments},
+        attributes={a: category_column(frame[attribute_key(a)]) for a in model.protected_attributes},
+        label=labels,
+    )
+    return rows.take(ok), rejections

@@ -1,0 +1,159 @@
+"""The sliding window of a model: rings of time buckets holding sufficient statistics.
+
+A bucket's slot in a ring is its id modulo the number of buckets; writing a bucket into a slot
+that still holds an older bucket evicts the older one. The window's statistics are the sum of
+the live buckets, so a scrape costs O(buckets x statistics) whatever the number of rows in the
+window, and nothing is ever re-read from the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from exporter.baseline import Baseline, capture_references
+from exporter.config import ModelConfig, WindowConfig
+from exporter.report import performance_by_segment
+from exporter.rows import Rows
+from exporter.sufficient_stats import (
+    Layout, Totals, drift_layout, fold_drift, fold_performance, performance_layout,
+)
+
+_NO_BUCKET = np.iinfo(np.int64).min
+
+
+class BucketRing:
+    """A fixed ring of buckets, each a flat statistics vector, keyed by bucket id."""
+
+    def __init__(self, window: WindowConfig, size: int) -> None:
+        self.width = window.bucket
+        self.n = window.buckets
+        self.values = np.zeros((self.n, size))
+        self.ids = np.full(self.n, _NO_BUCKET, dtype=np.int64)
+
+    def bucket_of(self, ts: np.ndarray) -> np.ndarray:
+        return np.floor(np.asarray(ts, dtype=float) / self.width).astype(np.int64)
+
+    def current(self, now: float) -> int:
+        return int(np.floor(now / self.width))
+
+    def start(self, now: float) -> float:
+        """Time of the oldest instant still in the window."""
+        return (self.current(now) - self.n + 1) * self.width
+
+    def is_live(self, bucket_ids: np.ndarray, now: float) -> np.ndarray:
+        current = self.current(now)
+        return (bucket_ids > current - self.n) & (bucket_ids <= current)
+
+    def add(self, bucket_ids: np.ndarray, rows: np.ndarray) -> None:
+        """Add one row of statistics per (live) bucket id."""
+        for bucket, row in zip(bucket_ids.tolist(), rows, strict=True):
+            slot = bucket % self.n
+            if self.ids[slot] != bucket:
+                self.values[slot] = 0.0
+                self.ids[slot] = bucket
+            self.values[slot] += row
+
+    def total(self, now: float) -> np.ndarray:
+        return self.values[self.is_live(self.ids, now)].sum(axis=0)
+
+
+class LatencyHistogram:
+    """Cumulative (counter) histogram of inference latency, Prometheus style."""
+
+    def __init__(self, bounds: list[float]) -> None:
+        self.bounds = np.asarray(bounds, dtype=float)
+        self.counts = np.zeros(len(bounds) + 1)  # the last cell is +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: np.ndarray) -> None:
+        seconds = seconds[np.isfinite(seconds)]
+        self.counts += np.bincount(np.searchsorted(self.bounds, seconds, side="left"),
+                                   minlength=len(self.counts))
+        self.sum += float(seconds.sum())
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        cum = np.cumsum(self.counts)
+        labels = [f"{b:g}" for b in self.bounds] + ["+Inf"]
+        return list(zip(labels, cum.tolist(), strict=True))
+
+
+@dataclasses.dataclass
+class IngestResult:
+    accepted: int
+    expired: int
+
+
+class ModelWindow:
+    """Both rings of one model (drift by prediction time, performance by prediction time)."""
+
+    def __init__(self, model: ModelConfig, baseline: Baseline | None, latency_bounds: list[float]) -> None:
+        self.model = model
+        self.baseline = baseline
+        self.drift_layout: Layout = drift_layout(model, baseline)
+        self.performance_layout: Layout = performance_layout(model, baseline)
+        self.drift = BucketRing(model.drift_window, self.drift_layout.size)
+        self.performance = BucketRing(model.performance_window, self.performance_layout.size)
+        self.latency = LatencyHistogram(latency_bounds)
+        self.predictions_total = 0
+        self.labels_total = 0
+
+    def add_predictions(self, rows: Rows, now: float, live: bool = True) -> IngestResult:
+        """Fold predictions; `live=False` (the start-up rebuild) leaves the counters alone."""
+        drift_ids = self.drift.bucket_of(rows.ts)
+        in_drift = self.drift.is_live(drift_ids, now)
+        perf_ids = self.performance.bucket_of(rows.ts)
+        in_perf = self.performance.is_live(perf_ids, now)
+        if in_drift.any():
+            taken = rows.take(in_drift)
+            acc = fold_drift(self.drift_layout, self.model, self.baseline, taken, drift_ids[in_drift])
+            self.drift.add(acc.buckets, acc.matrix)
+        self.add_prediction_counts(perf_ids[in_perf], np.ones(int(in_perf.sum())))
+        if rows.label is not None:  # labels read together with their predictions
+            self._fold_labelled(rows.take(in_perf & np.isfinite(rows.label)), perf_ids[in_perf & np.isfinite(rows.label)])
+        if live:
+            self.predictions_total += len(rows)
+            if rows.label is not None:
+                self.labels_total += int(np.isfinite(rows.label).sum())
+            if rows.latency is not None:
+                self.latency.observe(rows.latency)
+        return IngestResult(int((in_drift | in_perf).sum()), int((~in_drift & ~in_perf).sum()))
+
+    def add_prediction_counts(self, bucket_ids: np.ndarray, counts: np.ndarray) -> None:
+        """Count predictions per performance bucket (also fed by the rebuild's GROUP BY)."""
+        if len(bucket_ids) == 0:
+            return
+        unique, inverse = np.unique(bucket_ids, return_inverse=True)
+        matrix = np.zeros((len(unique), self.performance_layout.size))
+        matrix[:, self.performance_layout["predictions",]] = np.bincount(inverse, weights=counts)[:, None]
+        self.performance.add(unique, matrix)
+
+    def add_labels(self, rows: Rows, now: float, live: bool = True) -> IngestResult:
+        perf_ids = self.performance.bucket_of(rows.ts)
+        live_rows = self.performance.is_live(perf_ids, now)
+        self._fold_labelled(rows.take(live_rows), perf_ids[live_rows])
+        if live:
+            self.labels_total += len(rows)
+        return IngestResult(int(live_rows.sum()), int((~live_rows).sum()))
+
+    def _fold_labelled(self, rows: Rows, bucket_ids: np.ndarray) -> None:
+        if len(rows):
+            acc = fold_performance(self.performance_layout, self.model, self.baseline, rows, bucket_ids)
+            self.performance.add(acc.buckets, acc.matrix)
+
+    def totals(self, now: float) -> Totals:
+        return Totals(self.drift_layout, self.drift.total(now),
+                      self.performance_layout, self.performance.total(now))
+
+
+def capture_baseline(model: ModelConfig, rows: Rows) -> Baseline:
+    """References plus the baseline's own performance, computed the way the window computes it."""
+    baseline = capture_references(model, rows)
+    if rows.label is None or not np.isfinite(rows.label).any():
+        return baseline
+    labelled = rows.take(np.isfinite(rows.label))
+    layout = performance_layout(model, baseline)
+    acc = fold_performance(layout, model, baseline, labelled, np.zeros(len(labelled), dtype=np.int64))
+    performance = performance_by_segment(model, layout, acc.matrix[0], min_labeled=1)
+    return dataclasses.replace(baseline, performance={k: v for k, v in performance.items() if v})
