@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make run` and `make test`. Both create the
+# virtualenv and install what they need on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint docs bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the demo: SQLite store, simulated traffic, exporter on 127.0.0.1:9747
+	$(BIN)/model-monitor demo
+
+test: $(STAMP)  ## lint, generated references up to date, the whole test suite
+	$(BIN)/ruff check exporter tests benchmarks
+	$(BIN)/model-monitor docs --check
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check exporter tests benchmarks
+
+docs: $(STAMP)  ## regenerate docs/metrics.md, docs/config.md and the README references
+	$(BIN)/model-monitor docs
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/scrape.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,248 @@
+"""The `model-monitor` command: serve, check-config, init-store, baseline, simulate, demo, docs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exporter.config import Config, ConfigError, default_config_path, load_config
+
+DEFAULT_LISTEN = "0.0.0.0:9747"
+DEMO_CONFIG = Path("examples/demo.yml")
+DEMO_SCHEDULE = "stable=120,drift=120,stable=60,performance_drop=120,fairness_gap=120,latency_regression=120"
+
+log = logging.getLogger("model-monitor")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _parse_time(text: str) -> float:
+    import pandas as pd
+
+    stamp = pd.Timestamp(text)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return stamp.timestamp()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from exporter.storage.prediction_store import check_mapping, create_engine
+
+    config = _config(args)
+    print(f"{args.config or default_config_path()}: valid, {len(config.models)} models")
+    if args.no_store:
+        return 0
+    engine = create_engine(config.store.url)
+    problems = [f"models[{m.model_id}].{p}" for m in config.models for p in check_mapping(engine, m)]
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    if not problems:
+        print(f"store {engine.url.render_as_string(hide_password=True)}: every mapped table and column exists")
+    return 1 if problems else 0
+
+
+def cmd_init_store(args: argparse.Namespace) -> int:
+    from exporter.storage.prediction_store import create_engine, create_schema
+
+    config = _config(args)
+    create_schema(create_engine(config.store.url), config)
+    print("store schema ready")
+    return 0
+
+
+def capture(config: Config, model_id: str, start: float | None = None, end: float | None = None,
+            file: Path | None = None, command: str = "", progress: bool = False) -> int:
+    """Capture and store a baseline; returns its version."""
+    from exporter.rows import parse_rows
+    from exporter.storage.baseline_store import BaselineStore, read_file, read_range
+    from exporter.storage.prediction_store import create_engine
+    from exporter.window import capture_baseline
+
+    model = config.model(model_id)
+    engine = create_engine(config.store.url)
+    if file is not None:
+        frame, ts = read_file(file, model)
+        source = f"file {file}"
+    else:
+        assert start is not None and end is not None
+        frame, ts = read_range(engine, model, start, end, progress=progress)
+        source = f"store {model.source.table} from {start:.0f} to {end:.0f} (epoch s)"
+    rows, rejected = parse_rows(frame, model, ts, label="optional" if model.source.labels else "none")
+    if rejected.counts:
+        log.warning("baseline of %s: rows left out: %s", model_id, dict(rejected.counts))
+    baseline = capture_baseline(model, rows)
+    return BaselineStore(engine).save(baseline, source=source, command=command)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.file is None and args.start is None:
+        raise ConfigError("give --file (training data) or --from/--to (a time range of the store)")
+    end = _parse_time(args.end) if args.end else time.time()
+    start = _parse_time(args.start) if args.start else None
+    command = "model-monitor " + shlex.join(sys.argv[1:])
+    version = capture(config, args.model, start, end, Path(args.file) if args.file else None,
+                      command, progress=True)
+    print(f"baseline version {version} stored for model {args.model}")
+    return 0
+
+
+def _simulator(config: Config, rate: float, label_delay: tuple[float, float]):  # noqa: ANN202
+    from exporter.logging.prediction_logger import PredictionLogger
+    from exporter.simulator import GENERATORS, LabelDelay, Simulator
+
+    logger = PredictionLogger(config)
+    models = {m.model_id: m.model_id for m in config.models if m.model_id in GENERATORS}
+    if not models:
+        raise ConfigError(f"the simulator knows the models {sorted(GENERATORS)}; none is in the config")
+    return logger, Simulator(logger, models, rate=rate, delay=LabelDelay(*label_delay))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from exporter.simulator import parse_schedule
+
+    config = _config(args)
+    logger, sim = _simulator(config, args.rate, (args.label_delay_min, args.label_delay_max))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.duration:
+        threading.Timer(args.duration, stop.set).start()
+    try:
+        sim.run(parse_schedule(args.schedule), stop, loop=not args.once)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        logger.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Fresh SQLite store, an hour of stable reference traffic, baselines, simulator, exporter."""
+    from exporter.server import serve
+    from exporter.storage.prediction_store import create_engine, create_schema
+
+    config = _config(args)
+    url = config.store.url
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    create_schema(create_engine(url), config)
+    logger, sim = _simulator(config, args.rate, (5.0, 30.0))
+    now = time.time()
+    reference_end = now - max(m.performance_window.length for m in config.models) - 60
+    log.info("seeding %d reference predictions per model", args.reference_rows)
+    sim.seed_reference(reference_end - 3600, reference_end, args.reference_rows)
+    logger.close()
+    for model in config.models:
+        version = capture(config, model.model_id, reference_end - 3600, reference_end,
+                          command="model-monitor demo")
+        log.info("baseline version %d captured for %s", version, model.model_id)
+    simulate = [sys.executable, "-m", "exporter.cli", "simulate", "--config", str(args.config),
+                "--schedule", args.schedule, "--rate", str(args.rate),
+                "--label-delay-min", "5", "--label-delay-max", "30"]
+    simulator = subprocess.Popen(simulate)
+    host = "127.0.0.1" if args.listen.startswith("0.0.0.0") else args.listen.rsplit(":", 1)[0]
+    print(f"\nmodel-monitor demo: metrics at http://{host}:{args.listen.rsplit(':', 1)[1]}/metrics "
+          f"(scenarios: {args.schedule})\n", flush=True)
+    try:
+        serve(config, args.listen, threads=4)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=20)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from exporter.server import serve
+    from exporter.web_config import load_web_config
+
+    config = _config(args)
+    web = load_web_config(args.web_config) if args.web_config else None
+    serve(config, args.listen, threads=args.threads, web=web)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from exporter.reference_docs import write_references
+
+    stale = write_references(Path(args.root), check=args.check)
+    for path in stale:
+        print(f"{path} is out of date; run `model-monitor docs`" if args.check else f"wrote {path}")
+    return 1 if args.check and stale else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-monitor", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func, help_: str) -> argparse.ArgumentParser:  # noqa: ANN001
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--config", default=None,
+                       help="config file (default: $MODEL_MONITOR_CONFIG or ./model-monitor.yml)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("serve", cmd_serve, "Serve /metrics under gunicorn.")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"address:port (default {DEFAULT_LISTEN})")
+    p.add_argument("--threads", type=int, default=4, help="threads of the single worker")
+    p.add_argument("--web-config", default=None,
+                   help="exporter-toolkit style web config (TLS, basic auth)")
+    p = command("check-config", cmd_check_config, "Validate the config and check the mapped tables.")
+    p.add_argument("--no-store", action="store_true", help="validate the file only")
+    command("init-store", cmd_init_store, "Create the project's tables and any missing mapped table.")
+    p = command("baseline", cmd_baseline, "Capture a baseline from the store or a CSV/Parquet file.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--from", dest="start", help="start of the store range (ISO time, UTC)")
+    p.add_argument("--to", dest="end", help="end of the store range (default: now)")
+    p.add_argument("--file", help="CSV or Parquet training data with the mapped column names")
+    p = command("simulate", cmd_simulate, "Write simulated live traffic for the reference models.")
+    p.add_argument("--schedule", default=DEMO_SCHEDULE, help="scenario=seconds,... (looped)")
+    p.add_argument("--rate", type=float, default=20.0, help="predictions per second per model")
+    p.add_argument("--label-delay-min", type=float, default=30.0)
+    p.add_argument("--label-delay-max", type=float, default=120.0)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--once", action="store_true", help="run the schedule once instead of looping")
+    p = command("demo", cmd_demo, "Fresh SQLite store, reference data, baselines, simulator and exporter.")
+    p.set_defaults(config=str(DEMO_CONFIG))
+    p.add_argument("--listen", default="127.0.0.1:9747")
+    p.add_argument("--schedule", default=DEMO_SCHEDULE)
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--reference-rows", type=int, default=20_000)
+    p = sub.add_parser("docs", help="Regenerate the metric and config references.")
+    p.add_argument("--root", default=".", help="repository root")
+    p.add_argument("--check", action="store_true", help="fail if a reference is out of date")
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    np.seterr(all="ignore")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""`model-monitor serve`: the Flask app under gunicorn, one worker process with threads.
+
+One process keeps a single window per model and monotonic counters: with several worker
+processes each would hold its own window and Prometheus would scrape whichever answered, so
+counters would jump and rows would be read once per process. Threads serve concurrent scrapes
+and probes; refreshes are serialised per model inside the process. To scale out, shard models
+across exporter instances (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from exporter.app import create_app
+from exporter.config import Config
+from exporter.web_config import WebConfig
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self._app = app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self._app
+
+
+def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bind": listen,
+        "workers": 1,              # see the module docstring: one window, monotonic counters
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 120,
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+    }
+    tls = web.tls_server_config if web is not None else None
+    if tls is not None:
+        options |= {"certfile": str(tls.cert_file), "keyfile": str(tls.key_file)}
+        if tls.client_auth_type == "RequireAndVerifyClientCert":
+            options |= {"ca_certs": str(tls.client_ca_file), "cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
+def serve(config: Config, listen: str, threads: int = 4, web: WebConfig | None = None) -> None:
+    """Run until SIGTERM/SIGINT. The app (and its window warm-up) starts inside the worker."""
+    app = create_app(config, web=web)
+    _Gunicorn(app, gunicorn_options(listen, threads, web)).run()

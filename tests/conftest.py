@@ -1,0 +1,147 @@
+"""Shared fixtures: real SQLite and PostgreSQL stores, small configs, a controllable clock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from exporter.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("MODEL_MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a server or binary is missing, except under CI=true where that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must run this test, but {reason}")
+    pytest.skip(reason)
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    need(path is not None, f"`{name}` is not installed (apt-get install prometheus prometheus-alertmanager)")
+    return str(path)
+
+
+def _postgres_available() -> bool:
+    try:
+        with sa.create_engine(PG_ADMIN_URL).connect() as conn:
+            conn.execute(sa.text("select 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not available here"
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    need(_postgres_available(), f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+    return PG_ADMIN_URL
+
+
+def postgres_schema_url(admin_url: str, schema: str) -> str:
+    return f"{admin_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url(postgres_admin_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"mm_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(postgres_admin_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield postgres_schema_url(postgres_admin_url, schema)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+REGRESSION_MODEL: dict[str, Any] = {
+    "model_id": "reg",
+    "kind": "regression",
+    "source": {
+        "table": "reg_predictions",
+        "latency_column": "latency_seconds",
+        "labels": {"table": "reg_labels", "column": "actual", "arrival_column": "labeled_at"},
+    },
+    "features": {"x1": "numeric", "x2": "numeric", "color": "categorical"},
+    "segments": [{"column": "tier", "values": ["gold", "silver"]}],
+    "drift_window": {"length": "10m", "bucket": "1m"},
+    "performance_window": {"length": "20m", "bucket": "1m"},
+    "min_samples": 50,
+    "min_labeled": 10,
+}
+
+CLASSIFIER_MODEL: dict[str, Any] = {
+    "model_id": "clf",
+    "kind": "binary_classification",
+    "source": {
+        "table": "clf_predictions",
+        "score_column": "score",
+        "labels": {"column": "outcome", "arrival_column": "outcome_at"},
+    },
+    "features": {"x1": "numeric", "plan": "categorical"},
+    "drift_window": {"length": "10m", "bucket": "1m"},
+    "performance_window": {"length": "20m", "bucket": "1m"},
+    "min_samples": 50,
+    "min_labeled": 10,
+}
+
+
+def make_config(url: str, models: list[dict[str, Any]] | None = None, **exporter: Any) -> Config:
+    raw = {
+        "store": {"url": url},
+        "exporter": {"min_refresh_interval": 0.001, "read_lag": 1, **exporter},
+        "models": models or [REGRESSION_MODEL, CLASSIFIER_MODEL],
+    }
+    return parse_config(raw)
+
+
+def regression_rows(rng: np.random.Generator, n: int, shift: float = 0.0) -> dict[str, np.ndarray]:
+    x1 = rng.normal(shift, 1.0, n)
+    x2 = rng.exponential(2.0, n)
+    color = rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2])
+    actual = 3 * x1 + x2 + rng.normal(0, 1, n)
+    return {"x1": x1, "x2": x2, "color": color, "actual": actual,
+            "prediction": actual + rng.normal(0.2, 0.8, n),
+            "tier": rng.choice(["gold", "silver", "bronze"], n), "latency": rng.exponential(0.05, n)}
+
+
+def classifier_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    x1 = rng.normal(0, 1, n)
+    plan = rng.choice(["free", "pro"], n)
+    p = 1 / (1 + np.exp(-(x1 + (plan == "pro"))))
+    outcome = (rng.random(n) < p).astype(float)
+    score = np.clip(p + rng.normal(0, 0.1, n), 0, 1)
+    return {"x1": x1, "plan": plan, "score": score, "outcome": outcome}
