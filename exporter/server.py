@@ -10,6 +10,7 @@ across exporter instances (docs/architecture.md).
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -21,8 +22,11 @@ from exporter.web_config import WebConfig
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
-        self._app = app
+    """Builds the app in the worker (`load`), after the fork: threads, locks and database
+    connections made before a fork do not survive it."""
+
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self._factory = factory
         self._options = options
         super().__init__()
 
@@ -31,7 +35,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return self._app
+        return self._factory()
 
 
 def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[str, Any]:
@@ -56,5 +60,4 @@ def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[s
 
 def serve(config: Config, listen: str, threads: int = 4, web: WebConfig | None = None) -> None:
     """Run until SIGTERM/SIGINT. The app (and its window warm-up) starts inside the worker."""
-    app = create_app(config, web=web)
-    _Gunicorn(app, gunicorn_options(listen, threads, web)).run()
+    _Gunicorn(lambda: create_app(config, web=web), gunicorn_options(listen, threads, web)).run()

@@ -54,6 +54,10 @@ class PredictionLogger:
         self.rejected: list[_Event] = []
         self._models = {m.model_id: m for m in config.models}
         self._tables: dict[str, sa.Table] = {}
+        for model in config.models:  # reflect now, so that logging never needs the store
+            self._table(model.source.table)
+            if model.source.labels is not None and model.source.labels.table is not None:
+                self._table(model.source.labels.table)
         self._pending: list[_Event] = []
         self._lock = threading.Lock()        # guards _pending
         self._flush_lock = threading.Lock()  # one writer at a time, in order
@@ -151,7 +155,6 @@ class PredictionLogger:
                     self._write_one_by_one(batch)
             except sa.exc.SQLAlchemyError as exc:
                 self.last_error = exc
-                self._tables.clear()
                 raise LoggerError(f"writing {len(batch)} events failed; kept for retry: {exc}") from exc
             self.last_error = None
             with self._lock:
