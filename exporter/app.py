@@ -19,8 +19,12 @@ LANDING = """<!doctype html><html><head><title>model-monitor</title></head><body
 <li><a href="-/ready">ready</a></li></ul></body></html>"""
 
 
-def create_app(config: Config, service: MonitorService | None = None,
-               web: WebConfig | None = None, warmup: bool = True) -> Flask:
+def create_app(
+    config: Config,
+    service: MonitorService | None = None,
+    web: WebConfig | None = None,
+    warmup: bool = True,
+) -> Flask:
     service = service or MonitorService(config)
     registry = CollectorRegistry()
     registry.register(ModelCollector(service))
@@ -40,7 +44,9 @@ def create_app(config: Config, service: MonitorService | None = None,
         def _require_auth() -> Response | None:
             if auth.check(request.headers.get("Authorization")):
                 return None
-            return Response("Unauthorized\n", 401, {"WWW-Authenticate": 'Basic realm="model-monitor"'})
+            return Response(
+                "Unauthorized\n", 401, {"WWW-Authenticate": 'Basic realm="model-monitor"'}
+            )
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -65,7 +71,10 @@ def create_app(config: Config, service: MonitorService | None = None,
     @app.get("/")
     def landing() -> Response:
         models = ", ".join(service.refreshers)
-        return Response(LANDING.format(n=len(service.refreshers), models=models), 200,
-                        {"Content-Type": "text/html"})
+        return Response(
+            LANDING.format(n=len(service.refreshers), models=models),
+            200,
+            {"Content-Type": "text/html"},
+        )
 
     return app

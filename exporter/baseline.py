@@ -15,9 +15,9 @@ import numpy as np
 from exporter.config import ModelConfig
 from exporter.rows import Rows
 
-FINE_BINS = 100       # quantile bins the window counts into
-PSI_BINS = 10         # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
-TOP_CATEGORIES = 20   # categories kept per categorical feature; the rest pool as "other"
+FINE_BINS = 100  # quantile bins the window counts into
+PSI_BINS = 10  # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
+TOP_CATEGORIES = 20  # categories kept per categorical feature; the rest pool as "other"
 KNOWN_CATEGORIES = 1000  # distinct baseline values remembered to tell "new" from "rare"
 OTHER = "other"
 
@@ -50,16 +50,23 @@ class NumericReference:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "type": "numeric", "edges": self.edges.tolist(), "counts": self.counts.tolist(),
-            "psi_bins": self.psi_bins.tolist(), "mean": self.mean, "std": self.std,
+            "type": "numeric",
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "psi_bins": self.psi_bins.tolist(),
+            "mean": self.mean,
+            "std": self.std,
             "missing": self.missing,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NumericReference:
         return cls(
-            edges=np.asarray(data["edges"], dtype=float), counts=np.asarray(data["counts"], dtype=float),
-            psi_bins=np.asarray(data["psi_bins"], dtype=int), mean=data["mean"], std=data["std"],
+            edges=np.asarray(data["edges"], dtype=float),
+            counts=np.asarray(data["counts"], dtype=float),
+            psi_bins=np.asarray(data["psi_bins"], dtype=int),
+            mean=data["mean"],
+            std=data["std"],
             missing=data["missing"],
         )
 
@@ -73,11 +80,17 @@ class NumericReference:
         coarse = np.unique(quantiles[:: FINE_BINS // PSI_BINS])
         if len(edges) == 1:  # a constant feature: one closed bin [v, v]
             edges = coarse = np.array([edges[0], edges[0]])
-        # PSI bin of each fine bin: underflow, the decile holding the fine bin's left edge, overflow.
+        # PSI bin of each fine bin: underflow, the decile holding its left edge, overflow.
         inner = np.searchsorted(coarse[1:-1], edges[:-1], side="right") + 1
         psi_bins = np.concatenate([[0], inner, [inner.max() + 1]])
-        ref = cls(edges=edges, counts=np.zeros(len(edges) + 1), psi_bins=psi_bins,
-                  mean=float(values.mean()), std=float(values.std()), missing=missing)
+        ref = cls(
+            edges=edges,
+            counts=np.zeros(len(edges) + 1),
+            psi_bins=psi_bins,
+            mean=float(values.mean()),
+            std=float(values.std()),
+            missing=missing,
+        )
         counts = np.bincount(ref.bin(values), minlength=ref.n_bins).astype(float)
         return cls(edges, counts, psi_bins, ref.mean, ref.std, missing)
 
@@ -87,8 +100,8 @@ class CategoricalReference:
     """Top categories with counts, then the pooled rest ("other")."""
 
     categories: tuple[str, ...]
-    counts: np.ndarray            # len(categories) + 1
-    known: frozenset[str]         # every baseline value (up to KNOWN_CATEGORIES)
+    counts: np.ndarray  # len(categories) + 1
+    known: frozenset[str]  # every baseline value (up to KNOWN_CATEGORIES)
     missing: int
 
     @property
@@ -105,14 +118,21 @@ class CategoricalReference:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "type": "categorical", "categories": list(self.categories),
-            "counts": self.counts.tolist(), "known": sorted(self.known), "missing": self.missing,
+            "type": "categorical",
+            "categories": list(self.categories),
+            "counts": self.counts.tolist(),
+            "known": sorted(self.known),
+            "missing": self.missing,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CategoricalReference:
-        return cls(tuple(data["categories"]), np.asarray(data["counts"], dtype=float),
-                   frozenset(data["known"]), data["missing"])
+        return cls(
+            tuple(data["categories"]),
+            np.asarray(data["counts"], dtype=float),
+            frozenset(data["known"]),
+            data["missing"],
+        )
 
     @classmethod
     def capture(cls, values: np.ndarray, missing: int = 0) -> CategoricalReference:
@@ -122,7 +142,9 @@ class CategoricalReference:
         top = tuple(names[order][:TOP_CATEGORIES].tolist())
         rest = float(counts[order][TOP_CATEGORIES:].sum())
         known = frozenset(names[order][:KNOWN_CATEGORIES].tolist())
-        return cls(top, np.append(counts[order][:TOP_CATEGORIES].astype(float), rest), known, missing)
+        return cls(
+            top, np.append(counts[order][:TOP_CATEGORIES].astype(float), rest), known, missing
+        )
 
 
 Reference = NumericReference | CategoricalReference
@@ -140,8 +162,8 @@ class Baseline:
     rows: int
     features: dict[str, Reference]
     prediction: NumericReference
-    segments: dict[str, tuple[str, ...]]      # segment column -> values reported
-    label_mean: float                         # shift that keeps regression sums well conditioned
+    segments: dict[str, tuple[str, ...]]  # segment column -> values reported
+    label_mean: float  # shift that keeps regression sums well conditioned
     performance: dict[str, dict[str, float]] = field(default_factory=dict)
     version: int | None = None
     created_at: str | None = None
@@ -149,21 +171,26 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model_id": self.model_id, "rows": self.rows,
+            "model_id": self.model_id,
+            "rows": self.rows,
             "features": {k: v.to_json() for k, v in self.features.items()},
             "prediction": self.prediction.to_json(),
             "segments": {k: list(v) for k, v in self.segments.items()},
-            "label_mean": self.label_mean, "performance": self.performance,
+            "label_mean": self.label_mean,
+            "performance": self.performance,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **meta: Any) -> Baseline:
         return cls(
-            model_id=data["model_id"], rows=data["rows"],
+            model_id=data["model_id"],
+            rows=data["rows"],
             features={k: reference_from_json(v) for k, v in data["features"].items()},
             prediction=NumericReference.from_json(data["prediction"]),
             segments={k: tuple(v) for k, v in data["segments"].items()},
-            label_mean=data["label_mean"], performance=data.get("performance", {}), **meta,
+            label_mean=data["label_mean"],
+            performance=data.get("performance", {}),
+            **meta,
         )
 
 
@@ -195,7 +222,8 @@ def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
         features[name] = CategoricalReference.capture(values, int(np.sum(values == None)))  # noqa: E711
     labels = rows.label[np.isfinite(rows.label)] if rows.label is not None else np.array([])
     return Baseline(
-        model_id=model.model_id, rows=len(rows),
+        model_id=model.model_id,
+        rows=len(rows),
         features={n: features[n] for n in model.features},
         prediction=NumericReference.capture(prediction_values(rows)),
         segments=segment_values(model, rows),

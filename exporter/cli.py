@@ -18,7 +18,9 @@ from exporter.config import Config, ConfigError, default_config_path, load_confi
 
 DEFAULT_LISTEN = "0.0.0.0:9747"
 DEMO_CONFIG = Path("examples/demo.yml")
-DEMO_SCHEDULE = "stable=120,drift=120,stable=60,performance_drop=120,fairness_gap=120,latency_regression=120"
+DEMO_SCHEDULE = (
+    "stable=120,drift=120,stable=60,performance_drop=120,fairness_gap=120,latency_regression=120"
+)
 
 log = logging.getLogger("model-monitor")
 
@@ -43,11 +45,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.no_store:
         return 0
     engine = create_engine(config.store.url)
-    problems = [f"models[{m.model_id}].{p}" for m in config.models for p in check_mapping(engine, m)]
+    problems = [
+        f"models[{m.model_id}].{p}" for m in config.models for p in check_mapping(engine, m)
+    ]
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)
     if not problems:
-        print(f"store {engine.url.render_as_string(hide_password=True)}: every mapped table and column exists")
+        print(
+            f"store {engine.url.render_as_string(hide_password=True)}: "
+            "every mapped table and column exists"
+        )
     return 1 if problems else 0
 
 
@@ -60,8 +67,15 @@ def cmd_init_store(args: argparse.Namespace) -> int:
     return 0
 
 
-def capture(config: Config, model_id: str, start: float | None = None, end: float | None = None,
-            file: Path | None = None, command: str = "", progress: bool = False) -> int:
+def capture(
+    config: Config,
+    model_id: str,
+    start: float | None = None,
+    end: float | None = None,
+    file: Path | None = None,
+    command: str = "",
+    progress: bool = False,
+) -> int:
     """Capture and store a baseline; returns its version."""
     from exporter.rows import parse_rows
     from exporter.storage.baseline_store import BaselineStore, read_file, read_range
@@ -77,7 +91,9 @@ def capture(config: Config, model_id: str, start: float | None = None, end: floa
         assert start is not None and end is not None
         frame, ts = read_range(engine, model, start, end, progress=progress)
         source = f"store {model.source.table} from {start:.0f} to {end:.0f} (epoch s)"
-    rows, rejected = parse_rows(frame, model, ts, label="optional" if model.source.labels else "none")
+    rows, rejected = parse_rows(
+        frame, model, ts, label="optional" if model.source.labels else "none"
+    )
     if rejected.counts:
         log.warning("baseline of %s: rows left out: %s", model_id, dict(rejected.counts))
     baseline = capture_baseline(model, rows)
@@ -91,20 +107,29 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     end = _parse_time(args.end) if args.end else time.time()
     start = _parse_time(args.start) if args.start else None
     command = "model-monitor " + shlex.join(sys.argv[1:])
-    version = capture(config, args.model, start, end, Path(args.file) if args.file else None,
-                      command, progress=True)
+    version = capture(
+        config,
+        args.model,
+        start,
+        end,
+        Path(args.file) if args.file else None,
+        command,
+        progress=True,
+    )
     print(f"baseline version {version} stored for model {args.model}")
     return 0
 
 
-def _simulator(config: Config, rate: float, label_delay: tuple[float, float]):  # noqa: ANN202
+def _simulator(config: Config, rate: float, label_delay: tuple[float, float]):
     from exporter.logging.prediction_logger import PredictionLogger
     from exporter.simulator import GENERATORS, LabelDelay, Simulator
 
     logger = PredictionLogger(config)
     models = {m.model_id: m.model_id for m in config.models if m.model_id in GENERATORS}
     if not models:
-        raise ConfigError(f"the simulator knows the models {sorted(GENERATORS)}; none is in the config")
+        raise ConfigError(
+            f"the simulator knows the models {sorted(GENERATORS)}; none is in the config"
+        )
     return logger, Simulator(logger, models, rate=rate, delay=LabelDelay(*label_delay))
 
 
@@ -147,16 +172,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim.seed_reference(reference_end - 3600, reference_end, args.reference_rows)
     logger.close()
     for model in config.models:
-        version = capture(config, model.model_id, reference_end - 3600, reference_end,
-                          command="model-monitor demo")
+        version = capture(
+            config,
+            model.model_id,
+            reference_end - 3600,
+            reference_end,
+            command="model-monitor demo",
+        )
         log.info("baseline version %d captured for %s", version, model.model_id)
-    simulate = [sys.executable, "-m", "exporter.cli", "simulate", "--config", str(args.config),
-                "--schedule", args.schedule, "--rate", str(args.rate),
-                "--label-delay-min", "5", "--label-delay-max", "30"]
+    simulate = [
+        sys.executable,
+        "-m",
+        "exporter.cli",
+        "simulate",
+        "--config",
+        str(args.config),
+        "--schedule",
+        args.schedule,
+        "--rate",
+        str(args.rate),
+        "--label-delay-min",
+        "5",
+        "--label-delay-max",
+        "30",
+    ]
     simulator = subprocess.Popen(simulate)
     host = "127.0.0.1" if args.listen.startswith("0.0.0.0") else args.listen.rsplit(":", 1)[0]
-    print(f"\nmodel-monitor demo: metrics at http://{host}:{args.listen.rsplit(':', 1)[1]}/metrics "
-          f"(scenarios: {args.schedule})\n", flush=True)
+    print(
+        f"\nmodel-monitor demo: metrics at http://{host}:{args.listen.rsplit(':', 1)[1]}/metrics "
+        f"(scenarios: {args.schedule})\n",
+        flush=True,
+    )
     try:
         serve(config, args.listen, threads=4)
     finally:
@@ -186,25 +232,39 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-monitor", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func, help_: str) -> argparse.ArgumentParser:  # noqa: ANN001
+    def command(name: str, func, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--config", default=None,
-                       help="config file (default: $MODEL_MONITOR_CONFIG or ./model-monitor.yml)")
+        p.add_argument(
+            "--config",
+            default=None,
+            help="config file (default: $MODEL_MONITOR_CONFIG or ./model-monitor.yml)",
+        )
         p.set_defaults(func=func)
         return p
 
     p = command("serve", cmd_serve, "Serve /metrics under gunicorn.")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"address:port (default {DEFAULT_LISTEN})")
+    p.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help=f"address:port (default {DEFAULT_LISTEN})"
+    )
     p.add_argument("--threads", type=int, default=4, help="threads of the single worker")
-    p.add_argument("--web-config", default=None,
-                   help="exporter-toolkit style web config (TLS, basic auth)")
-    p = command("check-config", cmd_check_config, "Validate the config and check the mapped tables.")
+    p.add_argument(
+        "--web-config", default=None, help="exporter-toolkit style web config (TLS, basic auth)"
+    )
+    p = command(
+        "check-config", cmd_check_config, "Validate the config and check the mapped tables."
+    )
     p.add_argument("--no-store", action="store_true", help="validate the file only")
-    command("init-store", cmd_init_store, "Create the project's tables and any missing mapped table.")
-    p = command("baseline", cmd_baseline, "Capture a baseline from the store or a CSV/Parquet file.")
+    command(
+        "init-store", cmd_init_store, "Create the project's tables and any missing mapped table."
+    )
+    p = command(
+        "baseline", cmd_baseline, "Capture a baseline from the store or a CSV/Parquet file."
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--from", dest="start", help="start of the store range (ISO time, UTC)")
     p.add_argument("--to", dest="end", help="end of the store range (default: now)")
@@ -216,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-delay-max", type=float, default=120.0)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--once", action="store_true", help="run the schedule once instead of looping")
-    p = command("demo", cmd_demo, "Fresh SQLite store, reference data, baselines, simulator and exporter.")
+    p = command(
+        "demo", cmd_demo, "Fresh SQLite store, reference data, baselines, simulator and exporter."
+    )
     p.set_defaults(config=str(DEMO_CONFIG))
     p.add_argument("--listen", default="127.0.0.1:9747")
     p.add_argument("--schedule", default=DEMO_SCHEDULE)
@@ -231,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     np.seterr(all="ignore")
     try:
         return args.func(args)

@@ -61,8 +61,12 @@ def _report_samples(out: _Families, report: ModelReport) -> None:
             _drift_samples(out, "model_feature", labels, feature.drift)
             out.add("model_feature_ks_statistic", labels, feature.drift.ks_statistic)
             out.add("model_feature_psi_threshold", labels, feature.drift.psi_threshold)
-            for bin_name, base, cur in zip(feature.drift.bins, feature.drift.baseline_ratio,
-                                           feature.drift.current_ratio, strict=True):
+            for bin_name, base, cur in zip(
+                feature.drift.bins,
+                feature.drift.baseline_ratio,
+                feature.drift.current_ratio,
+                strict=True,
+            ):
                 out.add("model_feature_bin_ratio", [*labels, bin_name, "baseline"], base)
                 out.add("model_feature_bin_ratio", [*labels, bin_name, "current"], cur)
     if report.prediction_drift is not None:
@@ -104,13 +108,18 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
         out.add("model_labels", [m], window.labels_total)
         if refresher.model.source.latency_column:
             out.family("model_prediction_latency_seconds").add_metric(
-                [m], window.latency.cumulative(), window.latency.sum)
+                [m], window.latency.cumulative(), window.latency.sum
+            )
     baseline = refresher.baseline
     if baseline is not None:
-        out.family("model_baseline").add_metric([m], {
-            "version": str(baseline.version), "created_at": baseline.created_at or "",
-            "source": baseline.source or "",
-        })
+        out.family("model_baseline").add_metric(
+            [m],
+            {
+                "version": str(baseline.version),
+                "created_at": baseline.created_at or "",
+                "source": baseline.source or "",
+            },
+        )
 
 
 class ModelCollector(Collector):
@@ -123,9 +132,13 @@ class ModelCollector(Collector):
         if self.service.ready:  # during the start-up rebuild, serve status only
             self.service.refresh_all()
         out = _Families()
-        out.family("model_monitor_build").add_metric([], {
-            "version": __version__, "python_version": platform.python_version(),
-        })
+        out.family("model_monitor_build").add_metric(
+            [],
+            {
+                "version": __version__,
+                "python_version": platform.python_version(),
+            },
+        )
         for refresher in self.service.refreshers.values():
             _status_samples(out, refresher)
             if refresher.report is not None:

@@ -78,13 +78,16 @@ class LabelSource(_Strict):
     """Where the actual outcomes (labels) come from; they usually arrive late."""
 
     table: str | None = Field(
-        None, description="Separate label table joined on the prediction id; omit to read "
-        "`column` from the predictions table itself."
+        None,
+        description="Separate label table joined on the prediction id; omit to read "
+        "`column` from the predictions table itself.",
     )
     prediction_id_column: str = Field(
         "prediction_id", description="Label table column holding the prediction id."
     )
-    column: str = Field("actual", description="Column holding the actual value (0/1 for a classifier).")
+    column: str = Field(
+        "actual", description="Column holding the actual value (0/1 for a classifier)."
+    )
     arrival_column: str | None = Field(
         "labeled_at",
         description="Column ordering label arrivals (timestamp or increasing number). Required "
@@ -97,7 +100,9 @@ class SourceMapping(_Strict):
     """Maps the exporter onto an existing predictions table, with the user's own column names."""
 
     table: str = Field(description="Predictions table (optionally `schema.table`).")
-    id_column: str = Field("prediction_id", description="Unique prediction id, used to join labels.")
+    id_column: str = Field(
+        "prediction_id", description="Unique prediction id, used to join labels."
+    )
     timestamp_column: str = Field(
         "created_at", description="Prediction time (DATETIME, or epoch seconds as a number)."
     )
@@ -110,8 +115,9 @@ class SourceMapping(_Strict):
         "seconds", description="Unit of `latency_column`."
     )
     model_column: str | None = Field(
-        None, description="For a table shared by several models: only rows whose value here "
-        "equals `model_value` (default: the model_id) are read."
+        None,
+        description="For a table shared by several models: only rows whose value here "
+        "equals `model_value` (default: the model_id) are read.",
     )
     model_value: str | None = Field(None, description="Value of `model_column` for this model.")
     labels: LabelSource | None = Field(None, description="Where labels come from; omit if none.")
@@ -119,7 +125,9 @@ class SourceMapping(_Strict):
 
 class WindowConfig(_Strict):
     length: Duration = Field(description="How far back the window reaches.")
-    bucket: Duration = Field(description="Width of one time bucket; eviction happens bucket by bucket.")
+    bucket: Duration = Field(
+        description="Width of one time bucket; eviction happens bucket by bucket."
+    )
 
     @model_validator(mode="after")
     def _bucket_count(self) -> WindowConfig:
@@ -147,7 +155,9 @@ class DriftThresholds(_Strict):
     """Effect-size thresholds; a feature drifts when one is exceeded (see docs/statistics.md)."""
 
     psi: float | None = Field(0.2, ge=0, description="Population stability index.")
-    js_distance: float | None = Field(None, ge=0, le=1, description="Jensen-Shannon distance (base 2).")
+    js_distance: float | None = Field(
+        None, ge=0, le=1, description="Jensen-Shannon distance (base 2)."
+    )
     kl_divergence: float | None = Field(None, ge=0, description="KL(current || baseline), nats.")
     ks_statistic: float | None = Field(None, ge=0, le=1, description="Kolmogorov-Smirnov D.")
     wasserstein_normalized: float | None = Field(
@@ -170,15 +180,20 @@ class PerformanceConfig(_Strict):
 class SegmentConfig(_Strict):
     column: str = Field(description="Column whose values define the segments.")
     values: list[str] | None = Field(
-        None, description="Segment values to report; default: the baseline's most frequent "
-        "(at most `max_values`). Others are pooled as `other`."
+        None,
+        description="Segment values to report; default: the baseline's most frequent "
+        "(at most `max_values`). Others are pooled as `other`.",
     )
-    max_values: int = Field(10, ge=1, le=50, description="Bound on segments taken from the baseline.")
+    max_values: int = Field(
+        10, ge=1, le=50, description="Bound on segments taken from the baseline."
+    )
 
 
 class ModelConfig(_Strict):
     model_id: str = Field(description="Label value `model_id` on every series of this model.")
-    kind: Literal["regression", "binary_classification"] = Field(description="What the model predicts.")
+    kind: Literal["regression", "binary_classification"] = Field(
+        description="What the model predicts."
+    )
     source: SourceMapping
     features: dict[str, FeatureConfig] = Field(
         description="Input features by name; `name: numeric` is short for `name: {type: numeric}`."
@@ -197,17 +212,26 @@ class ModelConfig(_Strict):
     )
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
     feature_thresholds: dict[str, DriftThresholds] = Field(
-        default_factory=dict, description="Per-feature overrides of `thresholds`."
+        default_factory=dict,
+        description="Per-feature overrides: keys set here replace those of `thresholds` for that "
+        "feature, e.g. `{ad_length: {psi: 0.3}}`.",
     )
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     min_samples: int = Field(
-        100, ge=1, description="Fewer window rows than this give no drift verdict (visible as "
-        "`model_window_predictions`)."
+        100,
+        ge=1,
+        description="Fewer window rows than this give no drift verdict (visible as "
+        "`model_window_predictions`).",
     )
-    min_labeled: int = Field(30, ge=1, description="Fewer labelled rows give no performance numbers.")
+    min_labeled: int = Field(
+        30, ge=1, description="Fewer labelled rows give no performance numbers."
+    )
     drift_alpha: float = Field(
-        0.01, gt=0, lt=1, description="Chance that a window without drift gets any drift verdict "
-        "(split over the features and the output tested, Bonferroni)."
+        0.01,
+        gt=0,
+        lt=1,
+        description="Chance that a window without drift gets any drift verdict "
+        "(split over the features and the output tested, Bonferroni).",
     )
 
     @field_validator("features", mode="before")
@@ -264,16 +288,19 @@ class StoreConfig(_Strict):
 
 class ExporterConfig(_Strict):
     max_rows_per_scrape: int = Field(
-        50_000, ge=100, description="Cap on rows read per model per scrape; a backlog is taken "
-        "over later scrapes and shows as `model_monitor_ingest_lag_seconds`."
+        50_000,
+        ge=100,
+        description="Cap on rows read per model per scrape; a backlog is taken "
+        "over later scrapes and shows as `model_monitor_ingest_lag_seconds`.",
     )
     batch_rows: int = Field(10_000, ge=100, description="Rows per SQL round trip.")
     min_refresh_interval: Duration = Field(
         1.0, description="Scrapes closer together than this share one refresh."
     )
     read_lag: Duration = Field(
-        1.0, description="Rows newer than now minus this are left for the next scrape, so "
-        "transactions still committing are not skipped."
+        1.0,
+        description="Rows newer than now minus this are left for the next scrape, so "
+        "transactions still committing are not skipped.",
     )
     latency_buckets: list[float] = Field(
         default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
@@ -364,14 +391,25 @@ def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = Non
 def _resolve_store(config: Config, base_dir: Path) -> Config:
     url = os.environ.get(STORE_URL_ENV) or config.store.url
     if config.store.url_file is not None:
-        path = config.store.url_file if config.store.url_file.is_absolute() else base_dir / config.store.url_file
+        path = (
+            config.store.url_file
+            if config.store.url_file.is_absolute()
+            else base_dir / config.store.url_file
+        )
         try:
             url = path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"store.url_file: cannot read {path} ({exc.strerror}); fix the path") from None
+            raise ConfigError(
+                f"store.url_file: cannot read {path} ({exc.strerror}); fix the path"
+            ) from None
     prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://" and ":memory:" not in url:
-        url = prefix + str((base_dir / url[len(prefix):]).resolve())
+    if (
+        url.startswith(prefix)
+        and not url.startswith(prefix + "/")
+        and url != "sqlite://"
+        and ":memory:" not in url
+    ):
+        url = prefix + str((base_dir / url[len(prefix) :]).resolve())
     return config.model_copy(update={"store": config.store.model_copy(update={"url": url})})
 
 

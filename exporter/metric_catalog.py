@@ -49,8 +49,20 @@ class MetricSpec:
 
 def _drift(stat: str, text: str) -> list[MetricSpec]:
     return [
-        MetricSpec(f"model_feature_{stat}", "gauge", f"{text} of an input feature, window vs baseline.", MF, "drift"),
-        MetricSpec(f"model_prediction_{stat}", "gauge", f"{text} of the model output, window vs baseline.", M, "drift"),
+        MetricSpec(
+            f"model_feature_{stat}",
+            "gauge",
+            f"{text} of an input feature, window vs baseline.",
+            MF,
+            "drift",
+        ),
+        MetricSpec(
+            f"model_prediction_{stat}",
+            "gauge",
+            f"{text} of the model output, window vs baseline.",
+            M,
+            "drift",
+        ),
     ]
 
 
@@ -69,45 +81,227 @@ PERFORMANCE_METRICS: dict[str, str] = {
 }
 
 CATALOG: tuple[MetricSpec, ...] = (
-    *_drift("psi", "Population stability index over 10 baseline-quantile bins plus 2 out-of-range bins (empty bins floored at 1e-4)"),
-    *_drift("kl_divergence", "KL(window || baseline) in nats over the PSI bins (empty bins floored at 1e-4)"),
+    *_drift(
+        "psi",
+        "Population stability index over 10 baseline-quantile bins plus 2 out-of-range bins (empty bins floored at 1e-4)",
+    ),
+    *_drift(
+        "kl_divergence",
+        "KL(window || baseline) in nats over the PSI bins (empty bins floored at 1e-4)",
+    ),
     *_drift("js_distance", "Jensen-Shannon distance, base 2, over the PSI bins"),
-    MetricSpec("model_feature_ks_statistic", "gauge", "Kolmogorov-Smirnov statistic of a numeric feature on 100 baseline-quantile bins.", MF, "drift"),
-    MetricSpec("model_feature_psi_threshold", "gauge", "PSI a feature must exceed to count as drifted: the configured threshold or, if larger, the no-drift quantile for the window's sample size.", MF, "drift"),
-    MetricSpec("model_feature_drift_detected", "gauge", "1 if the feature drifted (an effect size beyond its threshold and its no-drift quantile), 0 if not; absent below min_samples.", MF, "drift"),
-    MetricSpec("model_prediction_drift_detected", "gauge", "1 if the model output drifted, 0 if not; absent below min_samples.", M, "drift"),
-    MetricSpec("model_drifted_features", "gauge", "Number of features with a drift verdict of 1.", M, "drift"),
-    MetricSpec("model_features_monitored", "gauge", "Number of input features monitored.", M, "drift"),
-    MetricSpec("model_feature_bin_ratio", "gauge", "Share of a feature's values in one PSI bin (bin named by its upper edge, or the category), for the baseline and the current window.", ("model_id", "feature", "bin", "window"), "drift"),
-    MetricSpec("model_feature_missing_ratio", "gauge", "Share of window rows where the feature is null or NaN.", MF, "quality"),
-    MetricSpec("model_feature_type_error_ratio", "gauge", "Share of window rows where a numeric feature holds a non-number (text, infinity).", MF, "quality"),
-    MetricSpec("model_feature_out_of_range_ratio", "gauge", "Share of present values outside the configured valid_range, or else the baseline's [min, max].", MF, "quality"),
-    MetricSpec("model_feature_new_category_ratio", "gauge", "Share of present values of a categorical feature never seen in the baseline.", MF, "quality"),
+    MetricSpec(
+        "model_feature_ks_statistic",
+        "gauge",
+        "Kolmogorov-Smirnov statistic of a numeric feature on 100 baseline-quantile bins.",
+        MF,
+        "drift",
+    ),
+    MetricSpec(
+        "model_feature_psi_threshold",
+        "gauge",
+        "PSI a feature must exceed to count as drifted: the configured threshold or, if larger, the no-drift quantile for the window's sample size.",
+        MF,
+        "drift",
+    ),
+    MetricSpec(
+        "model_feature_drift_detected",
+        "gauge",
+        "1 if the feature drifted (an effect size beyond its threshold and its no-drift quantile), 0 if not; absent below min_samples.",
+        MF,
+        "drift",
+    ),
+    MetricSpec(
+        "model_prediction_drift_detected",
+        "gauge",
+        "1 if the model output drifted, 0 if not; absent below min_samples.",
+        M,
+        "drift",
+    ),
+    MetricSpec(
+        "model_drifted_features",
+        "gauge",
+        "Number of features with a drift verdict of 1.",
+        M,
+        "drift",
+    ),
+    MetricSpec(
+        "model_features_monitored", "gauge", "Number of input features monitored.", M, "drift"
+    ),
+    MetricSpec(
+        "model_feature_bin_ratio",
+        "gauge",
+        "Share of a feature's values in one PSI bin (bin named by its upper edge, or the category), for the baseline and the current window.",
+        ("model_id", "feature", "bin", "window"),
+        "drift",
+    ),
+    MetricSpec(
+        "model_feature_missing_ratio",
+        "gauge",
+        "Share of window rows where the feature is null or NaN.",
+        MF,
+        "quality",
+    ),
+    MetricSpec(
+        "model_feature_type_error_ratio",
+        "gauge",
+        "Share of window rows where a numeric feature holds a non-number (text, infinity).",
+        MF,
+        "quality",
+    ),
+    MetricSpec(
+        "model_feature_out_of_range_ratio",
+        "gauge",
+        "Share of present values outside the configured valid_range, or else the baseline's [min, max].",
+        MF,
+        "quality",
+    ),
+    MetricSpec(
+        "model_feature_new_category_ratio",
+        "gauge",
+        "Share of present values of a categorical feature never seen in the baseline.",
+        MF,
+        "quality",
+    ),
     *(
-        MetricSpec(f"model_performance_{name}", "gauge", f"{text}, on labelled predictions of the performance window.", MS, "performance")
+        MetricSpec(
+            f"model_performance_{name}",
+            "gauge",
+            f"{text}, on labelled predictions of the performance window.",
+            MS,
+            "performance",
+        )
         for name, text in PERFORMANCE_METRICS.items()
     ),
     *(
-        MetricSpec(f"model_baseline_performance_{name}", "gauge", f"{text}, on the baseline.", MS, "performance")
+        MetricSpec(
+            f"model_baseline_performance_{name}",
+            "gauge",
+            f"{text}, on the baseline.",
+            MS,
+            "performance",
+        )
         for name, text in PERFORMANCE_METRICS.items()
     ),
-    MetricSpec("model_performance_degradation_ratio", "gauge", "Relative change of an overall metric vs the baseline in its bad direction (0.1 = 10% worse; 0 if better).", ("model_id", "metric"), "performance"),
-    MetricSpec("model_segment_labeled_predictions", "gauge", "Labelled predictions of a segment in the performance window.", MS, "performance"),
-    MetricSpec("model_prediction_latency_seconds", "histogram", "Inference latency logged with each prediction ingested since the exporter started.", M, "traffic"),
-    MetricSpec("model_predictions", "counter", "Predictions ingested since the exporter started (the start-up rebuild is not counted).", M, "traffic"),
-    MetricSpec("model_labels", "counter", "Labels ingested since the exporter started (the start-up rebuild is not counted).", M, "traffic"),
-    MetricSpec("model_window_predictions", "gauge", "Predictions in the drift window: what drift and data quality stand on.", M, "traffic"),
-    MetricSpec("model_window_labeled_predictions", "gauge", "Labelled predictions in the performance window: what performance stands on.", M, "traffic"),
-    MetricSpec("model_performance_window_predictions", "gauge", "All predictions in the performance window, labelled or not.", M, "traffic"),
-    MetricSpec("model_label_coverage_ratio", "gauge", "Labelled share of the predictions in the performance window.", M, "traffic"),
-    MetricSpec("model_baseline", "info", "The baseline in use: version, capture time and source.", M, "exporter"),
-    MetricSpec("model_monitor_up", "gauge", "1 if the last refresh of the model read its predictions, 0 if the store failed (the last good numbers are still served).", M, "exporter"),
-    MetricSpec("model_monitor_source_up", "gauge", "1 if the last read of a source (predictions, labels) succeeded.", ("model_id", "source"), "exporter"),
-    MetricSpec("model_monitor_last_refresh_timestamp_seconds", "gauge", "Unix time of the last successful refresh; how stale the numbers are.", M, "exporter"),
-    MetricSpec("model_monitor_refresh_duration_seconds", "gauge", "Duration of the last refresh.", M, "exporter"),
-    MetricSpec("model_monitor_ingest_lag_seconds", "gauge", "Age of the backlog left when a refresh hit max_rows_per_scrape (0 when caught up).", M, "exporter"),
-    MetricSpec("model_monitor_refresh_errors", "counter", "Refreshes that failed to read the store.", M, "exporter"),
-    MetricSpec("model_monitor_rows_rejected", "counter", "Rows not folded into the window, by reason (invalid_timestamp, invalid_prediction, invalid_label, label_unknown_prediction, expired).", ("model_id", "reason"), "exporter"),
+    MetricSpec(
+        "model_performance_degradation_ratio",
+        "gauge",
+        "Relative change of an overall metric vs the baseline in its bad direction (0.1 = 10% worse; 0 if better).",
+        ("model_id", "metric"),
+        "performance",
+    ),
+    MetricSpec(
+        "model_segment_labeled_predictions",
+        "gauge",
+        "Labelled predictions of a segment in the performance window.",
+        MS,
+        "performance",
+    ),
+    MetricSpec(
+        "model_prediction_latency_seconds",
+        "histogram",
+        "Inference latency logged with each prediction ingested since the exporter started.",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_predictions",
+        "counter",
+        "Predictions ingested since the exporter started (the start-up rebuild is not counted).",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_labels",
+        "counter",
+        "Labels ingested since the exporter started (the start-up rebuild is not counted).",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_window_predictions",
+        "gauge",
+        "Predictions in the drift window: what drift and data quality stand on.",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_window_labeled_predictions",
+        "gauge",
+        "Labelled predictions in the performance window: what performance stands on.",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_performance_window_predictions",
+        "gauge",
+        "All predictions in the performance window, labelled or not.",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_label_coverage_ratio",
+        "gauge",
+        "Labelled share of the predictions in the performance window.",
+        M,
+        "traffic",
+    ),
+    MetricSpec(
+        "model_baseline",
+        "info",
+        "The baseline in use: version, capture time and source.",
+        M,
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_up",
+        "gauge",
+        "1 if the last refresh of the model read its predictions, 0 if the store failed (the last good numbers are still served).",
+        M,
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_source_up",
+        "gauge",
+        "1 if the last read of a source (predictions, labels) succeeded.",
+        ("model_id", "source"),
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_last_refresh_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful refresh; how stale the numbers are.",
+        M,
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_refresh_duration_seconds",
+        "gauge",
+        "Duration of the last refresh.",
+        M,
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_ingest_lag_seconds",
+        "gauge",
+        "Age of the backlog left when a refresh hit max_rows_per_scrape (0 when caught up).",
+        M,
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_refresh_errors",
+        "counter",
+        "Refreshes that failed to read the store.",
+        M,
+        "exporter",
+    ),
+    MetricSpec(
+        "model_monitor_rows_rejected",
+        "counter",
+        "Rows not folded into the window, by reason (invalid_timestamp, invalid_prediction, invalid_label, label_unknown_prediction, expired).",
+        ("model_id", "reason"),
+        "exporter",
+    ),
     MetricSpec("model_monitor_build", "info", "Version of the exporter.", (), "exporter"),
 )
 

@@ -36,11 +36,11 @@ log = logging.getLogger(__name__)
 class _Stream:
     """Watermark of one ordered stream (predictions or labels)."""
 
-    start: float                 # where a rebuild starts reading
+    start: float  # where a rebuild starts reading
     cursor: Cursor | None = None
     last_time: float | None = None  # epoch of the last row read
-    rebuilding: bool = True      # until caught up once: no cap, counters untouched
-    lag: float = 0.0             # seconds of backlog left by a capped refresh
+    rebuilding: bool = True  # until caught up once: no cap, counters untouched
+    lag: float = 0.0  # seconds of backlog left by a capped refresh
 
 
 @dataclass
@@ -57,15 +57,22 @@ class RefreshStatus:
 
 
 class ModelRefresher:
-    def __init__(self, model: ModelConfig, settings: ExporterConfig, engine: Engine,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        model: ModelConfig,
+        settings: ExporterConfig,
+        engine: Engine,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.model = model
         self.settings = settings
         self.clock = clock
         self.source = ModelSource(engine, model)
         self.baselines = BaselineStore(engine)
-        self.status = RefreshStatus(source_up={"predictions": False} | (
-            {"labels": False} if model.source.labels is not None else {}))
+        self.status = RefreshStatus(
+            source_up={"predictions": False}
+            | ({"labels": False} if model.source.labels is not None else {})
+        )
         self.baseline: Baseline | None = None
         self.window: ModelWindow | None = None
         self.report: ModelReport | None = None
@@ -90,7 +97,10 @@ class ModelRefresher:
             return
         try:
             started = self.clock()
-            if self._last_attempt is not None and started - self._last_attempt < self.settings.min_refresh_interval:
+            if (
+                self._last_attempt is not None
+                and started - self._last_attempt < self.settings.min_refresh_interval
+            ):
                 return
             self._last_attempt = started
             t0 = time.perf_counter()
@@ -131,7 +141,9 @@ class ModelRefresher:
         current = self.baseline.version if self.baseline is not None else None
         if self.window is not None and version == current:
             return
-        baseline = self.baselines.load(self.model.model_id, version) if version is not None else None
+        baseline = (
+            self.baselines.load(self.model.model_id, version) if version is not None else None
+        )
         window = ModelWindow(self.model, baseline, self.settings.latency_buckets)
         drift_start = window.drift.start(now)
         perf_start = window.performance.start(now)
@@ -139,20 +151,37 @@ class ModelRefresher:
         predictions = _Stream(min(drift_start, perf_start) if inline_labels else drift_start)
         if perf_start < predictions.start:
             buckets, counts = self.source.count_predictions(
-                perf_start, predictions.start, int(window.performance.width))
-            window.add_prediction_counts(np.asarray(buckets, dtype=np.int64), np.asarray(counts, dtype=float))
+                perf_start, predictions.start, int(window.performance.width)
+            )
+            window.add_prediction_counts(
+                np.asarray(buckets, dtype=np.int64), np.asarray(counts, dtype=float)
+            )
         if self.window is not None:
-            log.info("model %s: baseline version %s replaces %s; rebuilding the window",
-                     self.model.model_id, version, current)
+            log.info(
+                "model %s: baseline version %s replaces %s; rebuilding the window",
+                self.model.model_id,
+                version,
+                current,
+            )
         elif baseline is None:
-            log.warning("model %s: no baseline yet, so no drift metrics; capture one with "
-                        "`model-monitor baseline --model %s`", self.model.model_id, self.model.model_id)
+            log.warning(
+                "model %s: no baseline yet, so no drift metrics; capture one with "
+                "`model-monitor baseline --model %s`",
+                self.model.model_id,
+                self.model.model_id,
+            )
         # Commit the new state only now that every read of the rebuild has succeeded.
         self.baseline, self.window = baseline, window
         self._predictions, self._labels = predictions, _Stream(perf_start)
 
-    def _batches(self, stream: _Stream, read: Callable[..., pd.DataFrame], until: float,
-                 order: str, time_of: Callable[[pd.DataFrame], pd.Series]) -> Iterator[pd.DataFrame]:
+    def _batches(
+        self,
+        stream: _Stream,
+        read: Callable[..., pd.DataFrame],
+        until: float,
+        order: str,
+        time_of: Callable[[pd.DataFrame], pd.Series],
+    ) -> Iterator[pd.DataFrame]:
         """Read a stream in batches after its cursor, handing each batch to the fold callback.
 
         The cap per refresh does not apply while rebuilding; a capped refresh leaves the rest
@@ -160,7 +189,11 @@ class ModelRefresher:
         """
         budget = None if stream.rebuilding else self.settings.max_rows_per_scrape
         while True:
-            limit = self.settings.batch_rows if budget is None else min(self.settings.batch_rows, budget)
+            limit = (
+                self.settings.batch_rows
+                if budget is None
+                else min(self.settings.batch_rows, budget)
+            )
             frame = read(stream.start, until, stream.cursor, limit)
             if len(frame):
                 yield frame
@@ -183,10 +216,16 @@ class ModelRefresher:
         codec = self.source.prediction_time_codec()
         until = now - self.settings.read_lag
         inline = self.model.source.labels is not None and not self.labels_by_arrival
-        for frame in self._batches(self._predictions, self.source.read_predictions, until, TS,
-                                   lambda f: codec.to_epoch(f[TS])):
-            rows, rejected = parse_rows(frame, self.model, codec.to_epoch(frame[TS]),
-                                        label="optional" if inline else "none")
+        for frame in self._batches(
+            self._predictions,
+            self.source.read_predictions,
+            until,
+            TS,
+            lambda f: codec.to_epoch(f[TS]),
+        ):
+            rows, rejected = parse_rows(
+                frame, self.model, codec.to_epoch(frame[TS]), label="optional" if inline else "none"
+            )
             result = self.window.add_predictions(rows, now, live=not self._predictions.rebuilding)
             self._count_rejections(rejected, result.expired, "predictions")
 
@@ -195,13 +234,20 @@ class ModelRefresher:
         prediction_time = self.source.prediction_time_codec()
         arrival = self.source.label_time_codec()
         until = now - self.settings.read_lag
-        for frame in self._batches(self._labels, self.source.read_labels, until, ARRIVAL,
-                                   lambda f: arrival.to_epoch(f[ARRIVAL])):
+        for frame in self._batches(
+            self._labels,
+            self.source.read_labels,
+            until,
+            ARRIVAL,
+            lambda f: arrival.to_epoch(f[ARRIVAL]),
+        ):
             rejected = Rejections()
             unknown = frame[TS].isna().to_numpy()
             rejected.add("label_unknown_prediction", unknown, frame[ID])
             known = frame[~unknown]
-            rows, more = parse_rows(known, self.model, prediction_time.to_epoch(known[TS]), label="required")
+            rows, more = parse_rows(
+                known, self.model, prediction_time.to_epoch(known[TS]), label="required"
+            )
             rejected.merge(more)
             result = self.window.add_labels(rows, now, live=not self._labels.rebuilding)
             self._count_rejections(rejected, result.expired, "labels")
@@ -213,8 +259,14 @@ class ModelRefresher:
         self.status.rejected.update(rejected.counts)
         for reason, count in rejected.counts.items():
             example = rejected.examples.get(reason)
-            log.warning("model %s: %d %s rows rejected (%s)%s", self.model.model_id, count, stream,
-                        reason, f", e.g. id {example}" if example else "")
+            log.warning(
+                "model %s: %d %s rows rejected (%s)%s",
+                self.model.model_id,
+                count,
+                stream,
+                reason,
+                f", e.g. id {example}" if example else "",
+            )
 
     def _failed(self, stream: str, exc: Exception) -> None:
         self.status.errors_total += 1
@@ -224,8 +276,13 @@ class ModelRefresher:
         self.source.forget_tables()
         if stream not in self._logged_errors:  # once per outage, not once per scrape
             self._logged_errors.add(stream)
-            log.error("model %s: reading %s failed; serving the last good numbers until the store "
-                      "answers again: %s", self.model.model_id, stream, str(exc).splitlines()[0])
+            log.error(
+                "model %s: reading %s failed; serving the last good numbers until the store "
+                "answers again: %s",
+                self.model.model_id,
+                stream,
+                str(exc).splitlines()[0],
+            )
 
     def _recovered(self, stream: str) -> None:
         self.status.source_up[stream] = True

@@ -26,21 +26,21 @@ class DriftResult:
     psi: float
     kl_divergence: float
     js_distance: float
-    ks_statistic: float | None          # numeric distributions only
-    psi_threshold: float                # effective: max(configured, no-drift quantile for n, m)
-    detected: bool | None               # None: too few rows for a verdict
-    rows: int                           # window values the comparison stands on
-    bins: tuple[str, ...]               # names of the PSI bins
-    baseline_ratio: tuple[float, ...]   # share of each PSI bin, baseline
-    current_ratio: tuple[float, ...]    # share of each PSI bin, window
+    ks_statistic: float | None  # numeric distributions only
+    psi_threshold: float  # effective: max(configured, no-drift quantile for n, m)
+    detected: bool | None  # None: too few rows for a verdict
+    rows: int  # window values the comparison stands on
+    bins: tuple[str, ...]  # names of the PSI bins
+    baseline_ratio: tuple[float, ...]  # share of each PSI bin, baseline
+    current_ratio: tuple[float, ...]  # share of each PSI bin, window
 
 
 @dataclass(frozen=True)
 class QualityResult:
     missing_ratio: float
-    type_error_ratio: float | None      # numeric only
-    out_of_range_ratio: float | None    # numeric only
-    new_category_ratio: float | None    # categorical only
+    type_error_ratio: float | None  # numeric only
+    out_of_range_ratio: float | None  # numeric only
+    new_category_ratio: float | None  # categorical only
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class FeatureReport:
     name: str
     type: str
     quality: QualityResult
-    drift: DriftResult | None           # None without a baseline
+    drift: DriftResult | None  # None without a baseline
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,10 @@ class ModelReport:
     performance_window_predictions: int
     features: dict[str, FeatureReport]
     prediction_drift: DriftResult | None
-    performance: dict[str, dict[str, float]]   # segment -> metric -> value
-    segment_counts: dict[str, int]             # segment -> labelled predictions
+    performance: dict[str, dict[str, float]]  # segment -> metric -> value
+    segment_counts: dict[str, int]  # segment -> labelled predictions
     baseline_performance: dict[str, dict[str, float]] = field(default_factory=dict)
-    degradation: dict[str, float] = field(default_factory=dict)   # metric -> ratio, overall
+    degradation: dict[str, float] = field(default_factory=dict)  # metric -> ratio, overall
 
     @property
     def label_coverage(self) -> float:
@@ -95,8 +95,13 @@ def ks_null_quantile(n: float, m: float, alpha: float) -> float:
     return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
 
 
-def compare(ref: NumericReference | CategoricalReference, current_fine: np.ndarray,
-            model: ModelConfig, feature: str, alpha: float) -> DriftResult:
+def compare(
+    ref: NumericReference | CategoricalReference,
+    current_fine: np.ndarray,
+    model: ModelConfig,
+    feature: str,
+    alpha: float,
+) -> DriftResult:
     """All drift statistics of one distribution and the sample-size-aware verdict."""
     thresholds = model.thresholds_for(feature) if feature in model.features else model.thresholds
     if isinstance(ref, NumericReference):
@@ -116,7 +121,11 @@ def compare(ref: NumericReference | CategoricalReference, current_fine: np.ndarr
     bins = st.occupied_bins(expected, actual)
     psi_q = st.psi_null_quantile(m, n, bins, alpha)
     # KL ~ PSI/2 and JS divergence (bits) ~ PSI/(8 ln 2) near no drift (docs/statistics.md).
-    null = {"psi": psi_q, "kl_divergence": psi_q / 2, "js_distance": math.sqrt(psi_q / (8 * math.log(2)))}
+    null = {
+        "psi": psi_q,
+        "kl_divergence": psi_q / 2,
+        "js_distance": math.sqrt(psi_q / (8 * math.log(2))),
+    }
     if ks is not None:
         values["ks_statistic"] = ks
         null["ks_statistic"] = ks_null_quantile(n, m, alpha) if n > 0 else math.inf
@@ -128,10 +137,14 @@ def compare(ref: NumericReference | CategoricalReference, current_fine: np.ndarr
             if limit is not None and metric in values
         )
     return DriftResult(
-        psi=values["psi"], kl_divergence=values["kl_divergence"], js_distance=values["js_distance"],
+        psi=values["psi"],
+        kl_divergence=values["kl_divergence"],
+        js_distance=values["js_distance"],
         ks_statistic=ks,
         psi_threshold=max(thresholds.psi if thresholds.psi is not None else math.inf, psi_q),
-        detected=detected, rows=int(n), bins=names,
+        detected=detected,
+        rows=int(n),
+        bins=names,
         baseline_ratio=tuple(st.proportions(expected).tolist()),
         current_ratio=tuple(st.proportions(actual).tolist()),
     )
@@ -141,8 +154,14 @@ def _ratio(count: float, total: float) -> float:
     return count / total if total > 0 else math.nan
 
 
-def feature_report(model: ModelConfig, baseline: Baseline | None, layout: Layout,
-                   vector: np.ndarray, name: str, alpha: float) -> FeatureReport:
+def feature_report(
+    model: ModelConfig,
+    baseline: Baseline | None,
+    layout: Layout,
+    vector: np.ndarray,
+    name: str,
+    alpha: float,
+) -> FeatureReport:
     rows = layout.scalar(vector, "rows")
     ftype = model.features[name].type
     missing = layout.scalar(vector, "missing", name)
@@ -150,24 +169,33 @@ def feature_report(model: ModelConfig, baseline: Baseline | None, layout: Layout
     numeric = ftype == "numeric"
     quality = QualityResult(
         missing_ratio=_ratio(missing, rows),
-        type_error_ratio=_ratio(layout.scalar(vector, "type_error", name), rows) if numeric else None,
-        out_of_range_ratio=_ratio(layout.scalar(vector, "out_of_range", name), present) if numeric else None,
+        type_error_ratio=_ratio(layout.scalar(vector, "type_error", name), rows)
+        if numeric
+        else None,
+        out_of_range_ratio=_ratio(layout.scalar(vector, "out_of_range", name), present)
+        if numeric
+        else None,
         new_category_ratio=(
-            None if numeric or baseline is None
+            None
+            if numeric or baseline is None
             else _ratio(layout.scalar(vector, "new_category", name), present)
         ),
     )
     drift = None
     if baseline is not None:
-        drift = compare(baseline.features[name], layout.read(vector, "bins", name), model, name, alpha)
+        drift = compare(
+            baseline.features[name], layout.read(vector, "bins", name), model, name, alpha
+        )
     return FeatureReport(name, ftype, quality, drift)
 
 
-def performance_by_segment(model: ModelConfig, layout: Layout, vector: np.ndarray,
-                           min_labeled: int) -> dict[str, dict[str, float]]:
+def performance_by_segment(
+    model: ModelConfig, layout: Layout, vector: np.ndarray, min_labeled: int
+) -> dict[str, dict[str, float]]:
     """Metrics of each group with at least `min_labeled` labelled predictions ({} otherwise)."""
     out: dict[str, dict[str, float]] = {}
     for group in layout.names("n"):
+
         def s(stat: str, g: str = group) -> float:
             return layout.scalar(vector, stat, g)
 
@@ -177,8 +205,14 @@ def performance_by_segment(model: ModelConfig, layout: Layout, vector: np.ndarra
             out[group] = pm.regression(s("n"), s("err"), s("err2"), s("abs_err"), s("y"), s("y2"))
         else:
             out[group] = pm.classification(
-                s("tp"), s("fp"), s("fn"), s("tn"), s("log_loss"), s("brier"),
-                layout.read(vector, "score_pos", group), layout.read(vector, "score_neg", group),
+                s("tp"),
+                s("fp"),
+                s("fn"),
+                s("tn"),
+                s("log_loss"),
+                s("brier"),
+                layout.read(vector, "score_pos", group),
+                layout.read(vector, "score_neg", group),
             )
     return out
 
@@ -190,22 +224,27 @@ def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) 
     features = {n: feature_report(model, baseline, dl, dv, n, alpha) for n in model.features}
     prediction = None
     if baseline is not None:
-        prediction = compare(baseline.prediction, dl.read(dv, "bins", PREDICTION), model, PREDICTION, alpha)
+        prediction = compare(
+            baseline.prediction, dl.read(dv, "bins", PREDICTION), model, PREDICTION, alpha
+        )
     performance = performance_by_segment(model, pl, pv, model.min_labeled)
     groups = [ALL] + [g for names in segment_groups(model, baseline).values() for g in names]
     base_perf = baseline.performance if baseline is not None else {}
     overall, base_overall = performance.get(ALL, {}), base_perf.get(ALL, {})
     return ModelReport(
-        model_id=model.model_id, kind=model.kind,
+        model_id=model.model_id,
+        kind=model.kind,
         window_predictions=int(dl.scalar(dv, "rows")),
         window_labeled=int(pl.scalar(pv, "n", ALL)),
         performance_window_predictions=int(pl.scalar(pv, "predictions")),
-        features=features, prediction_drift=prediction, performance=performance,
+        features=features,
+        prediction_drift=prediction,
+        performance=performance,
         segment_counts={g: int(pl.scalar(pv, "n", g)) for g in groups},
         baseline_performance=base_perf,
         degradation={
             metric: pm.degradation_ratio(metric, value, base_overall[metric])
-            for metric, value in overall.items() if metric in base_overall and metric in pm.DIRECTION
+            for metric, value in overall.items()
+            if metric in base_overall and metric in pm.DIRECTION
         },
     )
-

@@ -16,16 +16,23 @@ import pandas as pd
 
 from exporter.config import ModelConfig
 from exporter.storage.prediction_store import (
-    ID, LABEL, LATENCY, PREDICTION, SCORE, TS, attribute_key, feature_key, segment_key,
+    ID,
+    LABEL,
+    LATENCY,
+    PREDICTION,
+    SCORE,
+    attribute_key,
+    feature_key,
+    segment_key,
 )
 
 # Every value the `reason` label of model_monitor_rows_rejected_total can take.
 REJECT_REASONS = (
-    "invalid_timestamp",      # prediction or label time missing or not a time
-    "invalid_prediction",     # prediction (or classifier score) missing, not a number, or out of range
-    "invalid_label",          # label missing, not a number, or not 0/1 for a classifier
+    "invalid_timestamp",  # prediction or label time missing or not a time
+    "invalid_prediction",  # prediction (or classifier score) missing, not a number, or out of range
+    "invalid_label",  # label missing, not a number, or not 0/1 for a classifier
     "label_unknown_prediction",  # a label whose prediction id is not in the predictions table
-    "expired",                # row older than its window by the time it was read
+    "expired",  # row older than its window by the time it was read
 )
 
 
@@ -48,9 +55,9 @@ class Rejections:
 
 @dataclass
 class NumericColumn:
-    values: np.ndarray        # float, NaN where missing or invalid
-    missing: np.ndarray       # bool: null or NaN in the store
-    type_error: np.ndarray    # bool: present but not a finite number
+    values: np.ndarray  # float, NaN where missing or invalid
+    missing: np.ndarray  # bool: null or NaN in the store
+    type_error: np.ndarray  # bool: present but not a finite number
 
 
 @dataclass
@@ -60,9 +67,9 @@ class Rows:
     ts: np.ndarray
     prediction: np.ndarray
     score: np.ndarray | None
-    latency: np.ndarray | None                # seconds, NaN where not logged
+    latency: np.ndarray | None  # seconds, NaN where not logged
     numeric: dict[str, NumericColumn]
-    categorical: dict[str, np.ndarray]        # object arrays, None where missing
+    categorical: dict[str, np.ndarray]  # object arrays, None where missing
     segments: dict[str, np.ndarray]
     attributes: dict[str, np.ndarray]
     label: np.ndarray | None
@@ -75,10 +82,14 @@ class Rows:
             return None if a is None else a[mask]
 
         return Rows(
-            ts=self.ts[mask], prediction=self.prediction[mask], score=pick(self.score),
+            ts=self.ts[mask],
+            prediction=self.prediction[mask],
+            score=pick(self.score),
             latency=pick(self.latency),
-            numeric={k: NumericColumn(c.values[mask], c.missing[mask], c.type_error[mask])
-                     for k, c in self.numeric.items()},
+            numeric={
+                k: NumericColumn(c.values[mask], c.missing[mask], c.type_error[mask])
+                for k, c in self.numeric.items()
+            },
             categorical={k: v[mask] for k, v in self.categorical.items()},
             segments={k: v[mask] for k, v in self.segments.items()},
             attributes={k: v[mask] for k, v in self.attributes.items()},
@@ -87,7 +98,7 @@ class Rows:
 
 
 def numeric_column(raw: pd.Series) -> NumericColumn:
-    """Coerce a column to float, telling missing values (null, NaN) from values of the wrong type."""
+    """Coerce a column to float, telling missing values (null, NaN) from wrong types."""
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     missing = raw.isna().to_numpy()
     finite = np.isfinite(values)
@@ -97,7 +108,9 @@ def numeric_column(raw: pd.Series) -> NumericColumn:
 def category_column(raw: pd.Series) -> np.ndarray:
     """Categories as strings; None where missing (null or NaN)."""
     out = raw.astype(object).where(raw.notna(), None).to_numpy()
-    return np.array([v if v is None or isinstance(v, str) else _format_category(v) for v in out], dtype=object)
+    return np.array(
+        [v if v is None or isinstance(v, str) else _format_category(v) for v in out], dtype=object
+    )
 
 
 def _format_category(value: object) -> str:
@@ -154,13 +167,24 @@ def parse_rows(
         latency = np.where(latency >= 0, latency, np.nan)
 
     rows = Rows(
-        ts=ts, prediction=prediction, score=score, latency=latency,
-        numeric={n: numeric_column(frame[feature_key(n)])
-                 for n, f in model.features.items() if f.type == "numeric"},
-        categorical={n: category_column(frame[feature_key(n)])
-                     for n, f in model.features.items() if f.type == "categorical"},
+        ts=ts,
+        prediction=prediction,
+        score=score,
+        latency=latency,
+        numeric={
+            n: numeric_column(frame[feature_key(n)])
+            for n, f in model.features.items()
+            if f.type == "numeric"
+        },
+        categorical={
+            n: category_column(frame[feature_key(n)])
+            for n, f in model.features.items()
+            if f.type == "categorical"
+        },
         segments={s.column: category_column(frame[segment_key(s.column)]) for s in model.segments},
-        attributes={a: category_column(frame[attribute_key(a)]) for a in model.protected_attributes},
+        attributes={
+            a: category_column(frame[attribute_key(a)]) for a in model.protected_attributes
+        },
         label=labels,
     )
     return rows.take(ok), rejections

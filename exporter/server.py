@@ -41,7 +41,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": listen,
-        "workers": 1,              # see the module docstring: one window, monotonic counters
+        "workers": 1,  # see the module docstring: one window, monotonic counters
         "worker_class": "gthread",
         "threads": threads,
         "timeout": 120,

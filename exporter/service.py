@@ -19,7 +19,8 @@ class MonitorService:
         self.config = config
         self.engine = create_engine(config.store.url)
         self.refreshers = {
-            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock) for m in config.models
+            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock)
+            for m in config.models
         }
         self._warmed = threading.Event()
 
@@ -29,12 +30,16 @@ class MonitorService:
 
     def start_warmup(self) -> threading.Thread:
         """Rebuild every window from the store in the background; /-/ready waits for it."""
+
         def warm() -> None:
             started = time.perf_counter()
             self.refresh_all(wait=3600)
             self._warmed.set()
-            log.info("windows rebuilt for %d models in %.1fs", len(self.refreshers),
-                     time.perf_counter() - started)
+            log.info(
+                "windows rebuilt for %d models in %.1fs",
+                len(self.refreshers),
+                time.perf_counter() - started,
+            )
 
         thread = threading.Thread(target=warm, name="window-warmup", daemon=True)
         thread.start()

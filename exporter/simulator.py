@@ -41,7 +41,9 @@ PLANS = np.array(["free", "basic", "pro", "enterprise"])
 REGIONS = np.array(["na", "emea", "apac", "latam"])
 
 
-def _pick(rng: np.random.Generator, values: np.ndarray, n: int, p: list[float] | None = None) -> np.ndarray:
+def _pick(
+    rng: np.random.Generator, values: np.ndarray, n: int, p: list[float] | None = None
+) -> np.ndarray:
     return values[rng.choice(len(values), size=n, p=p)]
 
 
@@ -65,7 +67,9 @@ def ad_score_batch(rng: np.random.Generator, n: int, scenario: str) -> Batch:
     bid = rng.lognormal(0.5, 0.4, n)
     placement = _pick(rng, PLACEMENTS, n, [0.1, 0.1, 0.2, 0.6] if drift else [0.5, 0.2, 0.2, 0.1])
     device = _pick(rng, DEVICES, n, [0.6, 0.3, 0.1])
-    truth = 20 + 600 * ctr + 15 * sentiment - 0.05 * ad_length + 8 * bid + 10 * (placement == "feed")
+    truth = (
+        20 + 600 * ctr + 15 * sentiment - 0.05 * ad_length + 8 * bid + 10 * (placement == "feed")
+    )
     actual = np.clip(truth + rng.normal(0, 5, n), 0, 100)
     prediction = np.clip(truth + rng.normal(0, 3, n), 0, 100)
     if scenario == "performance_drop":  # the world changed, the model did not
@@ -76,15 +80,25 @@ def ad_score_batch(rng: np.random.Generator, n: int, scenario: str) -> Batch:
         "location_type": _pick(rng, LOCATIONS, n, [0.5, 0.35, 0.15]),
         "language": _pick(rng, LANGUAGES, n, [0.6, 0.2, 0.1, 0.1]),
     }
-    attributes["value_tier"] = np.where(prediction >= 60, "high_value",
-                                        np.where(prediction >= 35, "medium_value", "low_value"))
+    attributes["value_tier"] = np.where(
+        prediction >= 60, "high_value", np.where(prediction >= 35, "medium_value", "low_value")
+    )
     if scenario == "fairness_gap":
         column, group = UNFAIR_GROUP[AD_SCORE]
         prediction = np.where(attributes[column] == group, prediction * 0.5, prediction)
     return Batch(
-        features={"ctr_history": ctr, "ad_length": ad_length, "sentiment_score": sentiment,
-                  "bid": bid, "placement": placement, "device": device},
-        attributes=attributes, prediction=prediction, score=None, actual=actual,
+        features={
+            "ctr_history": ctr,
+            "ad_length": ad_length,
+            "sentiment_score": sentiment,
+            "bid": bid,
+            "placement": placement,
+            "device": device,
+        },
+        attributes=attributes,
+        prediction=prediction,
+        score=None,
+        actual=actual,
         latency=_latency(rng, n, scenario),
     )
 
@@ -104,13 +118,19 @@ def account_health_batch(rng: np.random.Generator, n: int, scenario: str) -> Bat
     actual = (rng.random(n) < p_true).astype(float)
     language = _pick(rng, LANGUAGES, n, [0.6, 0.2, 0.1, 0.1])
     if scenario == "fairness_gap":
-        column, group = UNFAIR_GROUP[ACCOUNT_HEALTH]
+        _, group = UNFAIR_GROUP[ACCOUNT_HEALTH]
         score = np.where(region == group, np.minimum(1.0, score + 0.35), score)
     return Batch(
-        features={"spend_trend": spend_trend, "days_since_login": days,
-                  "support_tickets": tickets, "plan": plan},
+        features={
+            "spend_trend": spend_trend,
+            "days_since_login": days,
+            "support_tickets": tickets,
+            "plan": plan,
+        },
         attributes={"region": region, "language": language},
-        prediction=(score >= 0.5).astype(float), score=score, actual=actual,
+        prediction=(score >= 0.5).astype(float),
+        score=score,
+        actual=actual,
         latency=_latency(rng, n, scenario),
     )
 
@@ -121,7 +141,8 @@ def _latency(rng: np.random.Generator, n: int, scenario: str) -> np.ndarray:
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator, int, str], Batch]] = {
-    AD_SCORE: ad_score_batch, ACCOUNT_HEALTH: account_health_batch,
+    AD_SCORE: ad_score_batch,
+    ACCOUNT_HEALTH: account_health_batch,
 }
 
 
@@ -148,14 +169,22 @@ def parse_schedule(text: str) -> list[tuple[str, float]]:
 class Simulator:
     """Writes traffic through a PredictionLogger, the way serving code would."""
 
-    def __init__(self, logger: PredictionLogger, models: dict[str, str], rate: float = 20.0,
-                 delay: LabelDelay = LabelDelay(), seed: int = 7) -> None:
+    def __init__(
+        self,
+        logger: PredictionLogger,
+        models: dict[str, str],
+        rate: float = 20.0,
+        delay: LabelDelay = LabelDelay(),
+        seed: int = 7,
+    ) -> None:
         self.logger = logger
-        self.models = models          # generator name -> model_id in the config
+        self.models = models  # generator name -> model_id in the config
         self.rate = rate
         self.delay = delay
         self.rng = np.random.default_rng(seed)
-        self._labels: list[tuple[float, str, str, float]] = []  # heap of (due, model_id, id, actual)
+        self._labels: list[
+            tuple[float, str, str, float]
+        ] = []  # heap of (due, model_id, id, actual)
         self.scenario = "stable"
 
     def emit(self, now: float, n: int, scenario: str, timestamps: np.ndarray | None = None) -> None:
@@ -165,15 +194,19 @@ class Simulator:
             stamps = np.full(n, now) if timestamps is None else timestamps
             for i in range(n):
                 pid = self.logger.log_prediction(
-                    model_id, {k: _plain(v[i]) for k, v in batch.features.items()},
+                    model_id,
+                    {k: _plain(v[i]) for k, v in batch.features.items()},
                     float(batch.prediction[i]),
                     score=None if batch.score is None else float(batch.score[i]),
-                    latency_seconds=float(batch.latency[i]), timestamp=float(stamps[i]),
+                    latency_seconds=float(batch.latency[i]),
+                    timestamp=float(stamps[i]),
                     attributes={k: str(v[i]) for k, v in batch.attributes.items()},
                 )
                 if self.rng.random() >= self.delay.missing:
                     due = stamps[i] + self.rng.uniform(self.delay.low, self.delay.high)
-                    heapq.heappush(self._labels, (float(due), model_id, pid, float(batch.actual[i])))
+                    heapq.heappush(
+                        self._labels, (float(due), model_id, pid, float(batch.actual[i]))
+                    )
 
     def deliver_labels(self, now: float) -> int:
         delivered = 0
@@ -190,8 +223,14 @@ class Simulator:
         self.deliver_labels(end + self.delay.high)
         self.logger.flush()
 
-    def run(self, schedule: list[tuple[str, float]], stop: threading.Event, loop: bool = True,
-            tick: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+    def run(
+        self,
+        schedule: list[tuple[str, float]],
+        stop: threading.Event,
+        loop: bool = True,
+        tick: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """Emit live traffic phase by phase until `stop` is set (or the schedule ends)."""
         while not stop.is_set():
             for scenario, seconds in schedule:
@@ -204,7 +243,9 @@ class Simulator:
                     n, carry = int(carry), carry - int(carry)
                     now = clock()
                     if n:
-                        self.emit(now, n, scenario, timestamps=np.sort(now - self.rng.uniform(0, tick, n)))
+                        self.emit(
+                            now, n, scenario, timestamps=np.sort(now - self.rng.uniform(0, tick, n))
+                        )
                     self.deliver_labels(now)
                     stop.wait(tick)
                 if stop.is_set():

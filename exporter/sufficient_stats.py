@@ -20,7 +20,7 @@ from exporter.rows import Rows
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
 ALL = "all"
 PREDICTION = "__prediction__"  # key of the model output's drift statistics
-LOG_LOSS_EPS = 1e-15           # probabilities are clipped to [eps, 1 - eps], as scikit-learn does
+LOG_LOSS_EPS = 1e-15  # probabilities are clipped to [eps, 1 - eps], as scikit-learn does
 
 
 class Layout:
@@ -56,8 +56,13 @@ class Accumulator:
         self.buckets, self._row = np.unique(bucket_of_row, return_inverse=True)
         self.matrix = np.zeros((len(self.buckets), layout.size))
 
-    def count(self, key: tuple[str, ...], index: np.ndarray | int = 0,
-              mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
+    def count(
+        self,
+        key: tuple[str, ...],
+        index: np.ndarray | int = 0,
+        mask: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+    ) -> None:
         """Add 1 (or `weights`) at cell `index` of statistic `key` for each row (where `mask`)."""
         part = self.layout[key]
         width = part.stop - part.start
@@ -131,8 +136,13 @@ def score_bin(score: np.ndarray) -> np.ndarray:
     return np.minimum((score * SCORE_BINS).astype(int), SCORE_BINS - 1)
 
 
-def fold_drift(layout: Layout, model: ModelConfig, baseline: Baseline | None,
-               rows: Rows, bucket_of_row: np.ndarray) -> Accumulator:
+def fold_drift(
+    layout: Layout,
+    model: ModelConfig,
+    baseline: Baseline | None,
+    rows: Rows,
+    bucket_of_row: np.ndarray,
+) -> Accumulator:
     acc = Accumulator(layout, bucket_of_row)
     acc.count(("rows",))
     for name, column in rows.numeric.items():
@@ -161,20 +171,28 @@ def fold_drift(layout: Layout, model: ModelConfig, baseline: Baseline | None,
     return acc
 
 
-def groups_of_rows(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> Iterator[tuple[str, np.ndarray | None]]:
+def groups_of_rows(
+    model: ModelConfig, baseline: Baseline | None, rows: Rows
+) -> Iterator[tuple[str, np.ndarray | None]]:
     """(group, row mask) for the overall group and each segment."""
     yield ALL, None
     for column, names in segment_groups(model, baseline).items():
         values = baseline.segments[column] if baseline is not None else ()
         index = {v: i for i, v in enumerate(values)}
-        seg = np.fromiter((index.get(v, len(values)) for v in rows.segments[column]), dtype=int,
-                          count=len(rows))
+        seg = np.fromiter(
+            (index.get(v, len(values)) for v in rows.segments[column]), dtype=int, count=len(rows)
+        )
         for i, name in enumerate(names):
             yield name, seg == i
 
 
-def fold_performance(layout: Layout, model: ModelConfig, baseline: Baseline | None,
-                     rows: Rows, bucket_of_row: np.ndarray) -> Accumulator:
+def fold_performance(
+    layout: Layout,
+    model: ModelConfig,
+    baseline: Baseline | None,
+    rows: Rows,
+    bucket_of_row: np.ndarray,
+) -> Accumulator:
     """Labelled rows -> performance sums in the bucket of each prediction's time."""
     assert rows.label is not None
     acc = Accumulator(layout, bucket_of_row)
@@ -182,8 +200,14 @@ def fold_performance(layout: Layout, model: ModelConfig, baseline: Baseline | No
     if model.kind == "regression":
         shift = baseline.label_mean if baseline is not None else 0.0
         err = rows.prediction - y
-        per_row = {"n": None, "err": err, "err2": err * err, "abs_err": np.abs(err),
-                   "y": y - shift, "y2": (y - shift) ** 2}
+        per_row = {
+            "n": None,
+            "err": err,
+            "err2": err * err,
+            "abs_err": np.abs(err),
+            "y": y - shift,
+            "y2": (y - shift) ** 2,
+        }
     else:
         assert rows.score is not None
         p = np.clip(rows.score, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
@@ -191,8 +215,10 @@ def fold_performance(layout: Layout, model: ModelConfig, baseline: Baseline | No
         positive = y == 1
         per_row = {
             "n": None,
-            "tp": (predicted & positive).astype(float), "fp": (predicted & ~positive).astype(float),
-            "fn": (~predicted & positive).astype(float), "tn": (~predicted & ~positive).astype(float),
+            "tp": (predicted & positive).astype(float),
+            "fp": (predicted & ~positive).astype(float),
+            "fn": (~predicted & positive).astype(float),
+            "tn": (~predicted & ~positive).astype(float),
             "log_loss": -(y * np.log(p) + (1 - y) * np.log(1 - p)),
             "brier": (rows.score - y) ** 2,
         }
@@ -203,7 +229,9 @@ def fold_performance(layout: Layout, model: ModelConfig, baseline: Baseline | No
         if model.kind == "binary_classification":
             in_group = positive if mask is None else positive & mask
             acc.count(("score_pos", group), bins, mask=in_group)
-            acc.count(("score_neg", group), bins, mask=(~positive if mask is None else ~positive & mask))
+            acc.count(
+                ("score_neg", group), bins, mask=(~positive if mask is None else ~positive & mask)
+            )
     return acc
 
 

@@ -48,17 +48,27 @@ def load_web_config(path: str | Path) -> WebConfig:
     base = path.resolve().parent
     tls = web.tls_server_config
     if tls is not None:
-        resolved = {k: (v if v is None or v.is_absolute() else base / v)
-                    for k, v in tls.model_dump().items() if k.endswith("_file")}
+        resolved = {
+            k: (v if v is None or v.is_absolute() else base / v)
+            for k, v in tls.model_dump().items()
+            if k.endswith("_file")
+        }
         for key, file in resolved.items():
             if file is not None and not file.is_file():
                 raise ConfigError(f"{path}: tls_server_config.{key}: {file} does not exist")
-        if tls.client_auth_type == "RequireAndVerifyClientCert" and resolved["client_ca_file"] is None:
-            raise ConfigError(f"{path}: tls_server_config.client_ca_file is needed to verify client certificates")
+        if (
+            tls.client_auth_type == "RequireAndVerifyClientCert"
+            and resolved["client_ca_file"] is None
+        ):
+            raise ConfigError(
+                f"{path}: tls_server_config.client_ca_file is needed to verify client certificates"
+            )
         web = web.model_copy(update={"tls_server_config": tls.model_copy(update=resolved)})
     for user, hashed in web.basic_auth_users.items():
         if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            raise ConfigError(f"{path}: basic_auth_users.{user}: give a bcrypt hash, not a password")
+            raise ConfigError(
+                f"{path}: basic_auth_users.{user}: give a bcrypt hash, not a password"
+            )
     return web
 
 

@@ -17,7 +17,12 @@ from exporter.config import ModelConfig, WindowConfig
 from exporter.report import performance_by_segment
 from exporter.rows import Rows
 from exporter.sufficient_stats import (
-    Layout, Totals, drift_layout, fold_drift, fold_performance, performance_layout,
+    Layout,
+    Totals,
+    drift_layout,
+    fold_drift,
+    fold_performance,
+    performance_layout,
 )
 
 _NO_BUCKET = np.iinfo(np.int64).min
@@ -69,8 +74,9 @@ class LatencyHistogram:
 
     def observe(self, seconds: np.ndarray) -> None:
         seconds = seconds[np.isfinite(seconds)]
-        self.counts += np.bincount(np.searchsorted(self.bounds, seconds, side="left"),
-                                   minlength=len(self.counts))
+        self.counts += np.bincount(
+            np.searchsorted(self.bounds, seconds, side="left"), minlength=len(self.counts)
+        )
         self.sum += float(seconds.sum())
 
     def cumulative(self) -> list[tuple[str, float]]:
@@ -88,7 +94,9 @@ class IngestResult:
 class ModelWindow:
     """Both rings of one model (drift by prediction time, performance by prediction time)."""
 
-    def __init__(self, model: ModelConfig, baseline: Baseline | None, latency_bounds: list[float]) -> None:
+    def __init__(
+        self, model: ModelConfig, baseline: Baseline | None, latency_bounds: list[float]
+    ) -> None:
         self.model = model
         self.baseline = baseline
         self.drift_layout: Layout = drift_layout(model, baseline)
@@ -107,11 +115,16 @@ class ModelWindow:
         in_perf = self.performance.is_live(perf_ids, now)
         if in_drift.any():
             taken = rows.take(in_drift)
-            acc = fold_drift(self.drift_layout, self.model, self.baseline, taken, drift_ids[in_drift])
+            acc = fold_drift(
+                self.drift_layout, self.model, self.baseline, taken, drift_ids[in_drift]
+            )
             self.drift.add(acc.buckets, acc.matrix)
         self.add_prediction_counts(perf_ids[in_perf], np.ones(int(in_perf.sum())))
         if rows.label is not None:  # labels read together with their predictions
-            self._fold_labelled(rows.take(in_perf & np.isfinite(rows.label)), perf_ids[in_perf & np.isfinite(rows.label)])
+            self._fold_labelled(
+                rows.take(in_perf & np.isfinite(rows.label)),
+                perf_ids[in_perf & np.isfinite(rows.label)],
+            )
         if live:
             self.predictions_total += len(rows)
             if rows.label is not None:
@@ -126,7 +139,9 @@ class ModelWindow:
             return
         unique, inverse = np.unique(bucket_ids, return_inverse=True)
         matrix = np.zeros((len(unique), self.performance_layout.size))
-        matrix[:, self.performance_layout["predictions",]] = np.bincount(inverse, weights=counts)[:, None]
+        matrix[:, self.performance_layout["predictions",]] = np.bincount(inverse, weights=counts)[
+            :, None
+        ]
         self.performance.add(unique, matrix)
 
     def add_labels(self, rows: Rows, now: float, live: bool = True) -> IngestResult:
@@ -139,12 +154,18 @@ class ModelWindow:
 
     def _fold_labelled(self, rows: Rows, bucket_ids: np.ndarray) -> None:
         if len(rows):
-            acc = fold_performance(self.performance_layout, self.model, self.baseline, rows, bucket_ids)
+            acc = fold_performance(
+                self.performance_layout, self.model, self.baseline, rows, bucket_ids
+            )
             self.performance.add(acc.buckets, acc.matrix)
 
     def totals(self, now: float) -> Totals:
-        return Totals(self.drift_layout, self.drift.total(now),
-                      self.performance_layout, self.performance.total(now))
+        return Totals(
+            self.drift_layout,
+            self.drift.total(now),
+            self.performance_layout,
+            self.performance.total(now),
+        )
 
 
 def capture_baseline(model: ModelConfig, rows: Rows) -> Baseline:
@@ -154,6 +175,8 @@ def capture_baseline(model: ModelConfig, rows: Rows) -> Baseline:
         return baseline
     labelled = rows.take(np.isfinite(rows.label))
     layout = performance_layout(model, baseline)
-    acc = fold_performance(layout, model, baseline, labelled, np.zeros(len(labelled), dtype=np.int64))
+    acc = fold_performance(
+        layout, model, baseline, labelled, np.zeros(len(labelled), dtype=np.int64)
+    )
     performance = performance_by_segment(model, layout, acc.matrix[0], min_labeled=1)
     return dataclasses.replace(baseline, performance={k: v for k, v in performance.items() if v})

@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from exporter.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = os.environ.get("MODEL_MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "MODEL_MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -31,7 +33,10 @@ def need(condition: bool, reason: str) -> None:
 
 def binary(name: str) -> str:
     path = shutil.which(name)
-    need(path is not None, f"`{name}` is not installed (apt-get install prometheus prometheus-alertmanager)")
+    need(
+        path is not None,
+        f"`{name}` is not installed (apt-get install prometheus prometheus-alertmanager)",
+    )
     return str(path)
 
 
@@ -40,7 +45,7 @@ def _postgres_available() -> bool:
         with sa.create_engine(PG_ADMIN_URL).connect() as conn:
             conn.execute(sa.text("select 1"))
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not available here"
+    except Exception:
         return False
 
 
@@ -133,9 +138,15 @@ def regression_rows(rng: np.random.Generator, n: int, shift: float = 0.0) -> dic
     x2 = rng.exponential(2.0, n)
     color = rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2])
     actual = 3 * x1 + x2 + rng.normal(0, 1, n)
-    return {"x1": x1, "x2": x2, "color": color, "actual": actual,
-            "prediction": actual + rng.normal(0.2, 0.8, n),
-            "tier": rng.choice(["gold", "silver", "bronze"], n), "latency": rng.exponential(0.05, n)}
+    return {
+        "x1": x1,
+        "x2": x2,
+        "color": color,
+        "actual": actual,
+        "prediction": actual + rng.normal(0.2, 0.8, n),
+        "tier": rng.choice(["gold", "silver", "bronze"], n),
+        "latency": rng.exponential(0.05, n),
+    }
 
 
 def classifier_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

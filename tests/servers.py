@@ -18,8 +18,9 @@ def free_port() -> int:
 
 def model_monitor(*args: str, cwd: Path | None = None, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "exporter.cli", *args], cwd=cwd,
-                            stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "exporter.cli", *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+    )
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> float:
@@ -30,7 +31,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
         try:
             if check():
                 return time.monotonic() - start
-        except Exception as exc:  # noqa: BLE001 - a server still starting refuses connections
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")

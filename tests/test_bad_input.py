@@ -29,8 +29,12 @@ def _seed(config, rng: np.random.Generator, n_live: int = 200) -> list[str]:
             d = regression_rows(rng, n)
             for i, ts in enumerate(np.sort(rng.uniform(start, end, n))):
                 pid = logger.log_prediction(
-                    "reg", {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                    float(d["prediction"][i]), timestamp=float(ts), attributes={"tier": "gold"})
+                    "reg",
+                    {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                    float(d["prediction"][i]),
+                    timestamp=float(ts),
+                    attributes={"tier": "gold"},
+                )
                 logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=float(ts) + 1)
                 ids.append(pid)
     capture(config, "reg", T0 - 7200, T0 - 3600, command="test")
@@ -63,13 +67,28 @@ def test_malformed_rows_are_counted_not_fatal(tmp_path, caplog) -> None:
     ]
     with engine.begin() as conn:
         for pid, x1, x2, color, prediction in bad_rows:
-            conn.execute(sa.text(
-                "INSERT INTO reg_predictions (prediction_id, created_at, x1, x2, color, prediction, tier) "
-                "VALUES (:pid, :ts, :x1, :x2, :color, :prediction, 'gold')"),
-                {"pid": pid, "ts": when, "x1": x1, "x2": x2, "color": color, "prediction": prediction})
-        conn.execute(sa.text("INSERT INTO reg_labels (prediction_id, actual, labeled_at) "
-                             "VALUES ('no-such-prediction', 1.0, :ts), ('nan-feature', 'oops', :ts)"),
-                     {"ts": when})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO reg_predictions "
+                    "(prediction_id, created_at, x1, x2, color, prediction, tier) "
+                    "VALUES (:pid, :ts, :x1, :x2, :color, :prediction, 'gold')"
+                ),
+                {
+                    "pid": pid,
+                    "ts": when,
+                    "x1": x1,
+                    "x2": x2,
+                    "color": color,
+                    "prediction": prediction,
+                },
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO reg_labels (prediction_id, actual, labeled_at) "
+                "VALUES ('no-such-prediction', 1.0, :ts), ('nan-feature', 'oops', :ts)"
+            ),
+            {"ts": when},
+        )
     service = MonitorService(config, clock=Clock(T0))
     app = create_app(config, service)
     service.start_warmup().join()
@@ -80,14 +99,23 @@ def test_malformed_rows_are_counted_not_fatal(tmp_path, caplog) -> None:
     m = {"model_id": "reg"}
     assert _metric(text, "model_monitor_up", **m) == 1
     assert _metric(text, "model_monitor_rows_rejected_total", reason="invalid_prediction", **m) == 2
-    assert _metric(text, "model_monitor_rows_rejected_total", reason="label_unknown_prediction", **m) == 1
+    assert (
+        _metric(text, "model_monitor_rows_rejected_total", reason="label_unknown_prediction", **m)
+        == 1
+    )
     assert _metric(text, "model_monitor_rows_rejected_total", reason="invalid_label", **m) == 1
     window = _metric(text, "model_window_predictions", **m)
     assert window == 200 + 4  # the four rows with bad features stay; their features are counted
-    assert _metric(text, "model_feature_missing_ratio", feature="x1", **m) == pytest.approx(2 / window)
-    assert _metric(text, "model_feature_type_error_ratio", feature="x1", **m) == pytest.approx(1 / window)
+    assert _metric(text, "model_feature_missing_ratio", feature="x1", **m) == pytest.approx(
+        2 / window
+    )
+    assert _metric(text, "model_feature_type_error_ratio", feature="x1", **m) == pytest.approx(
+        1 / window
+    )
     present = window  # color is present in every row
-    assert _metric(text, "model_feature_new_category_ratio", feature="color", **m) == pytest.approx(1 / present)
+    assert _metric(text, "model_feature_new_category_ratio", feature="color", **m) == pytest.approx(
+        1 / present
+    )
     # One log line per reason and batch, not one per row.
     rejected_lines = [r for r in caplog.records if "rejected" in r.getMessage()]
     assert len(rejected_lines) <= 3
@@ -129,23 +157,31 @@ def test_store_outage_serves_last_numbers_and_recovers_without_loss(pg_url: str)
         with PredictionLogger(direct) as logger:
             d = regression_rows(rng, 50)
             for i in range(50):
-                logger.log_prediction("reg", {"x1": d["x1"][i], "x2": d["x2"][i], "color": "red"},
-                                      float(d["prediction"][i]), timestamp=T0 + 5 + i * 0.1,
-                                      attributes={"tier": "gold"})
+                logger.log_prediction(
+                    "reg",
+                    {"x1": d["x1"][i], "x2": d["x2"][i], "color": "red"},
+                    float(d["prediction"][i]),
+                    timestamp=T0 + 5 + i * 0.1,
+                    attributes={"tier": "gold"},
+                )
         clock.advance(30)
         during = client.get("/metrics")
         assert during.status_code == 200
         assert _metric(during.text, "model_monitor_up", model_id="reg") == 0
         assert _metric(during.text, "model_window_predictions", model_id="reg") == 200  # last good
         assert _metric(during.text, "model_monitor_refresh_errors_total", model_id="reg") >= 1
-        stale_at = _metric(during.text, "model_monitor_last_refresh_timestamp_seconds", model_id="reg")
+        stale_at = _metric(
+            during.text, "model_monitor_last_refresh_timestamp_seconds", model_id="reg"
+        )
         assert stale_at == T0
 
         proxy.restore()
         clock.advance(30)
         after = client.get("/metrics").text
         assert _metric(after, "model_monitor_up", model_id="reg") == 1
-        assert _metric(after, "model_window_predictions", model_id="reg") == 250  # none lost or doubled
+        assert (
+            _metric(after, "model_window_predictions", model_id="reg") == 250
+        )  # none lost or doubled
         assert _metric(after, "model_predictions_total", model_id="reg") == 50
     finally:
         proxy.close()

@@ -1,4 +1,5 @@
-"""Config errors name the key path, the bad value and the fix; check-config finds missing columns."""
+"""Config errors name the key path, the bad value and the fix; check-config finds missing
+columns."""
 
 from __future__ import annotations
 
@@ -26,12 +27,27 @@ def test_shipped_configs_are_valid(path: str) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"kind": "ranking"}, "models[0] (model_id=reg).kind: Input should be 'regression' or 'binary_classification'"),
-        ({"drift_window": {"length": "1h", "bucket": "7m"}}, "models[0] (model_id=reg).drift_window: length (3600s) must be a whole number of buckets"),
-        ({"drift_window": {"length": "soon", "bucket": "1m"}}, "drift_window.length: 'soon' is not a duration"),
-        ({"features": {"x1": "numerc"}}, "features.x1.type: Input should be 'numeric' or 'categorical'"),
+        (
+            {"kind": "ranking"},
+            "(model_id=reg).kind: Input should be 'regression' or 'binary_classification'",
+        ),
+        (
+            {"drift_window": {"length": "1h", "bucket": "7m"}},
+            "(model_id=reg).drift_window: length (3600s) must be a whole number of buckets",
+        ),
+        (
+            {"drift_window": {"length": "soon", "bucket": "1m"}},
+            "drift_window.length: 'soon' is not a duration",
+        ),
+        (
+            {"features": {"x1": "numerc"}},
+            "features.x1.type: Input should be 'numeric' or 'categorical'",
+        ),
         ({"feature_thresholds": {"nope": {"psi": 0.1}}}, "feature_thresholds names ['nope']"),
-        ({"treshold": 1}, "models[0] (model_id=reg).treshold: Extra inputs are not permitted (got 1); fix: remove it"),
+        (
+            {"treshold": 1},
+            "(model_id=reg).treshold: Extra inputs are not permitted (got 1); fix: remove it",
+        ),
     ],
 )
 def test_errors_name_path_value_and_fix(change, expected) -> None:
@@ -43,13 +59,14 @@ def test_errors_name_path_value_and_fix(change, expected) -> None:
 
 def test_classifier_needs_a_score_column() -> None:
     raw = _raw(kind="binary_classification")
-    with pytest.raises(ConfigError, match="needs `source.score_column`"):
+    with pytest.raises(ConfigError, match=r"needs `source\.score_column`"):
         parse_config(raw)
 
 
 def test_per_feature_threshold_overrides() -> None:
-    config = parse_config(_raw(thresholds={"psi": 0.2, "js_distance": 0.1},
-                               feature_thresholds={"x1": {"psi": 0.5}}))
+    config = parse_config(
+        _raw(thresholds={"psi": 0.2, "js_distance": 0.1}, feature_thresholds={"x1": {"psi": 0.5}})
+    )
     model = config.models[0]
     assert model.thresholds_for("x1").psi == 0.5
     assert model.thresholds_for("x1").js_distance == 0.1

@@ -1,4 +1,5 @@
-"""`make run` end to end: the demo serves both models within 60 s and flags exactly the drifted features."""
+"""`make run` end to end: the demo serves both models within 60 s and flags exactly the drifted
+features."""
 
 from __future__ import annotations
 
@@ -16,18 +17,31 @@ FIRST_FAMILIES = {
     "ad_score": ["model_performance_rmse", "model_performance_mae", "model_performance_r2"],
     "account_health": ["model_performance_roc_auc", "model_performance_accuracy"],
 }
-COMMON = ["model_feature_psi", "model_feature_drift_detected", "model_prediction_psi",
-          "model_prediction_latency_seconds_bucket", "model_predictions_total", "model_labels_total",
-          "model_window_predictions", "model_label_coverage_ratio", "model_monitor_up",
-          "model_monitor_refresh_duration_seconds", "model_monitor_last_refresh_timestamp_seconds",
-          "model_baseline_info"]
-FEATURES = {"ad_score": ["ctr_history", "ad_length", "sentiment_score", "bid", "placement", "device"],
-            "account_health": ["spend_trend", "days_since_login", "support_tickets", "plan"]}
+COMMON = [
+    "model_feature_psi",
+    "model_feature_drift_detected",
+    "model_prediction_psi",
+    "model_prediction_latency_seconds_bucket",
+    "model_predictions_total",
+    "model_labels_total",
+    "model_window_predictions",
+    "model_label_coverage_ratio",
+    "model_monitor_up",
+    "model_monitor_refresh_duration_seconds",
+    "model_monitor_last_refresh_timestamp_seconds",
+    "model_baseline_info",
+]
+FEATURES = {
+    "ad_score": ["ctr_history", "ad_length", "sentiment_score", "bid", "placement", "device"],
+    "account_health": ["spend_trend", "days_since_login", "support_tickets", "plan"],
+}
 
 
 def _verdicts(text: str) -> dict[str, dict[str, float | None]]:
-    return {m: {f: _metric(text, "model_feature_drift_detected", model_id=m, feature=f) for f in fs}
-            for m, fs in FEATURES.items()}
+    return {
+        m: {f: _metric(text, "model_feature_drift_detected", model_id=m, feature=f) for f in fs}
+        for m, fs in FEATURES.items()
+    }
 
 
 def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> None:
@@ -35,15 +49,28 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
     shutil.copy(ROOT / "examples" / "demo.yml", tmp_path / "examples" / "demo.yml")
     port = free_port()
     started = time.monotonic()
-    demo = model_monitor("demo", "--config", str(tmp_path / "examples" / "demo.yml"),
-                         "--listen", f"127.0.0.1:{port}", "--schedule", "stable=50,drift=600",
-                         "--reference-rows", "5000", log=tmp_path / "demo.log")
+    demo = model_monitor(
+        "demo",
+        "--config",
+        str(tmp_path / "examples" / "demo.yml"),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--schedule",
+        "stable=50,drift=600",
+        "--reference-rows",
+        "5000",
+        log=tmp_path / "demo.log",
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     try:
+
         def complete() -> bool:
             text = requests.get(url, timeout=5).text
-            return all(_metric(text, name, model_id=m) is not None
-                       for m in FEATURES for name in COMMON + FIRST_FAMILIES[m])
+            return all(
+                _metric(text, name, model_id=m) is not None
+                for m in FEATURES
+                for name in COMMON + FIRST_FAMILIES[m]
+            )
 
         wait_for(complete, 60 - (time.monotonic() - started), "every first family of both models")
         stable = _verdicts(requests.get(url, timeout=5).text)
@@ -57,7 +84,10 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
         verdicts = _verdicts(requests.get(url, timeout=5).text)
         for model_id, features in verdicts.items():
             for feature, verdict in features.items():
-                assert verdict == (1 if feature in DRIFTED_FEATURES[model_id] else 0), (model_id, feature)
+                assert verdict == (1 if feature in DRIFTED_FEATURES[model_id] else 0), (
+                    model_id,
+                    feature,
+                )
     finally:
         stop(demo)
         print((tmp_path / "demo.log").read_text()[-3000:])

@@ -21,26 +21,34 @@ from exporter.service import MonitorService
 from tests.conftest import Clock, classifier_rows, make_config, regression_rows
 
 T0 = 1_800_000_000.0  # a whole minute
-DRIFT_START = T0 - 9 * 60     # 10 buckets of 1m, the current one included
-PERF_START = T0 - 19 * 60     # 20 buckets of 1m
+DRIFT_START = T0 - 9 * 60  # 10 buckets of 1m, the current one included
+PERF_START = T0 - 19 * 60  # 20 buckets of 1m
 READ_LAG = 1.0
 EPS = 1e-4
 
 
 def _epoch(values: pd.Series) -> np.ndarray:
-    return np.array([pd.Timestamp(v).tz_localize("UTC").timestamp() if pd.Timestamp(v).tzinfo is None
-                     else pd.Timestamp(v).timestamp() for v in values])
+    return np.array(
+        [
+            pd.Timestamp(v).tz_localize("UTC").timestamp()
+            if pd.Timestamp(v).tzinfo is None
+            else pd.Timestamp(v).timestamp()
+            for v in values
+        ]
+    )
 
 
 def reference_psi(baseline: np.ndarray, current: np.ndarray) -> float:
-    """PSI by the book: baseline deciles, an underflow and an overflow bin, floor 1e-4, renormalise."""
+    """PSI by the book: baseline deciles, under- and overflow bins, floor 1e-4, renormalise."""
     edges = np.unique(np.quantile(baseline, np.linspace(0, 1, 11)))
 
     def shares(x: np.ndarray) -> np.ndarray:
         counts = [np.sum(x < edges[0])]
         for i in range(len(edges) - 1):
             last = i == len(edges) - 2
-            counts.append(np.sum((x >= edges[i]) & ((x <= edges[i + 1]) if last else (x < edges[i + 1]))))
+            counts.append(
+                np.sum((x >= edges[i]) & ((x <= edges[i + 1]) if last else (x < edges[i + 1])))
+            )
         counts.append(np.sum(x > edges[-1]))
         p = np.maximum(np.array(counts, dtype=float) / len(x), EPS)
         return p / p.sum()
@@ -66,8 +74,10 @@ def populated(store_url: str):
     history = {"reg": regression_rows(rng, 3000), "clf": classifier_rows(rng, 3000)}
     live = {"reg": regression_rows(rng, 1500, shift=0.3), "clf": classifier_rows(rng, 1500)}
     with PredictionLogger(config, batch_size=1000) as logger:
-        for phase, data, start, end in (("history", history, T0 - 7200, T0 - 3600),
-                                        ("live", live, T0 - 1500, T0 - 2)):
+        for phase, data, start, end in (
+            ("history", history, T0 - 7200, T0 - 3600),
+            ("live", live, T0 - 1500, T0 - 2),
+        ):
             for model_id, d in data.items():
                 n = len(d["x1"])
                 stamps = np.sort(rng.uniform(start, end, n))
@@ -76,14 +86,22 @@ def populated(store_url: str):
                 for i in range(n):
                     if model_id == "reg":
                         pid = logger.log_prediction(
-                            "reg", {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                            float(d["prediction"][i]), latency_seconds=float(d["latency"][i]),
-                            timestamp=float(stamps[i]), attributes={"tier": str(d["tier"][i])})
+                            "reg",
+                            {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                            float(d["prediction"][i]),
+                            latency_seconds=float(d["latency"][i]),
+                            timestamp=float(stamps[i]),
+                            attributes={"tier": str(d["tier"][i])},
+                        )
                         actual = float(d["actual"][i])
                     else:
                         pid = logger.log_prediction(
-                            "clf", {"x1": d["x1"][i], "plan": str(d["plan"][i])},
-                            float(d["score"][i] >= 0.5), score=float(d["score"][i]), timestamp=float(stamps[i]))
+                            "clf",
+                            {"x1": d["x1"][i], "plan": str(d["plan"][i])},
+                            float(d["score"][i] >= 0.5),
+                            score=float(d["score"][i]),
+                            timestamp=float(stamps[i]),
+                        )
                         actual = float(d["outcome"][i])
                     if labelled[i]:
                         logger.log_actual(model_id, pid, actual, timestamp=float(arrival[i]))
@@ -97,15 +115,25 @@ def _raw(config, model_id: str) -> pd.DataFrame:
     engine = sa.create_engine(config.store.url)
     with engine.connect() as conn:
         if model_id == "reg":
-            frame = pd.read_sql(sa.text(
-                "SELECT p.*, l.actual AS label, l.labeled_at AS arrival FROM reg_predictions p "
-                "LEFT JOIN reg_labels l ON l.prediction_id = p.prediction_id"), conn)
+            frame = pd.read_sql(
+                sa.text(
+                    "SELECT p.*, l.actual AS label, l.labeled_at AS arrival FROM reg_predictions p "
+                    "LEFT JOIN reg_labels l ON l.prediction_id = p.prediction_id"
+                ),
+                conn,
+            )
         else:
-            frame = pd.read_sql(sa.text(
-                "SELECT p.*, p.outcome AS label, p.outcome_at AS arrival FROM clf_predictions p"), conn)
+            frame = pd.read_sql(
+                sa.text(
+                    "SELECT p.*, p.outcome AS label, p.outcome_at AS arrival FROM clf_predictions p"
+                ),
+                conn,
+            )
     engine.dispose()
     frame["ts"] = _epoch(frame["created_at"])
-    frame["arrival_ts"] = [np.nan if pd.isna(v) else _epoch(pd.Series([v]))[0] for v in frame["arrival"]]
+    frame["arrival_ts"] = [
+        np.nan if pd.isna(v) else _epoch(pd.Series([v]))[0] for v in frame["arrival"]
+    ]
     return frame
 
 
@@ -128,7 +156,9 @@ def check_against_reference(service: MonitorService, config, history, now: float
 
     labelled = reg[(reg.ts >= perf_start) & (reg.ts <= until) & (reg.arrival_ts <= until)]
     assert report.window_labeled == len(labelled)
-    assert report.performance_window_predictions == int(((reg.ts >= perf_start) & (reg.ts <= until)).sum())
+    assert report.performance_window_predictions == int(
+        ((reg.ts >= perf_start) & (reg.ts <= until)).sum()
+    )
     perf = report.performance["all"]
     y, yhat = labelled["label"].to_numpy(), labelled["prediction"].to_numpy()
     assert perf["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y, yhat)), rel=1e-9)
@@ -137,7 +167,8 @@ def check_against_reference(service: MonitorService, config, history, now: float
     gold = labelled[labelled.tier == "gold"]
     assert report.segment_counts["gold"] == len(gold)
     assert report.performance["gold"]["rmse"] == pytest.approx(
-        math.sqrt(skm.mean_squared_error(gold["label"], gold["prediction"])), rel=1e-9)
+        math.sqrt(skm.mean_squared_error(gold["label"], gold["prediction"])), rel=1e-9
+    )
 
     clf = _raw(config, "clf")
     report = service.refreshers["clf"].report
@@ -178,20 +209,25 @@ def test_window_equals_from_scratch_computation(populated) -> None:
         first = flatten(dataclasses.asdict(service.refreshers[model_id].report))
         assert again.keys() == first.keys()
         for key, value in first.items():  # sums may add up in another order: 1e-12, not ==
-            assert again[key] == (pytest.approx(value, rel=1e-12, nan_ok=True)
-                                  if isinstance(value, float) else value), key
+            assert again[key] == (
+                pytest.approx(value, rel=1e-12, nan_ok=True) if isinstance(value, float) else value
+            ), key
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, object]:
     if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}.{key}").items()}
+        return {
+            k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}.{key}").items()
+        }
     if isinstance(value, list | tuple):
-        return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}[{i}]").items()}
+        return {
+            k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}[{i}]").items()
+        }
     return {prefix: value}
 
 
 def test_eviction_removes_exactly_the_expired_rows(populated) -> None:
-    config, history = populated
+    config, _ = populated
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     service.refresh_all()

@@ -37,13 +37,21 @@ class LoggerError(RuntimeError):
 @dataclass(frozen=True)
 class _Event:
     model_id: str
-    kind: str               # "prediction" or "label"
+    kind: str  # "prediction" or "label"
     values: dict[str, Any]  # by the mapped column names
 
 
 class PredictionLogger:
-    def __init__(self, config: Config, engine: Engine | None = None, *, batch_size: int = 500,
-                 flush_interval: float = 1.0, max_buffer: int = 100_000, create_tables: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine | None = None,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        max_buffer: int = 100_000,
+        create_tables: bool = True,
+    ) -> None:
         self.config = config
         self.engine = engine or create_engine(config.store.url)
         if create_tables:
@@ -59,12 +67,13 @@ class PredictionLogger:
             if model.source.labels is not None and model.source.labels.table is not None:
                 self._table(model.source.labels.table)
         self._pending: list[_Event] = []
-        self._lock = threading.Lock()        # guards _pending
+        self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.Lock()  # one writer at a time, in order
         self._wake = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, args=(flush_interval,),
-                                        name="prediction-logger", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(flush_interval,), name="prediction-logger", daemon=True
+        )
         self._thread.start()
         atexit.register(self._at_exit)
 
@@ -77,16 +86,28 @@ class PredictionLogger:
     def _table(self, name: str) -> sa.Table:
         if name not in self._tables:
             schema, _, bare = name.rpartition(".")
-            self._tables[name] = sa.Table(bare, sa.MetaData(), schema=schema or None, autoload_with=self.engine)
+            self._tables[name] = sa.Table(
+                bare, sa.MetaData(), schema=schema or None, autoload_with=self.engine
+            )
         return self._tables[name]
 
     def _time(self, table: str, column: str, timestamp: float | None) -> Any:
-        return TimeCodec(self._table(table).c[column]).to_native(time.time() if timestamp is None else timestamp)
+        return TimeCodec(self._table(table).c[column]).to_native(
+            time.time() if timestamp is None else timestamp
+        )
 
-    def log_prediction(self, model_id: str, features: Mapping[str, Any], prediction: float, *,
-                       prediction_id: str | None = None, score: float | None = None,
-                       latency_seconds: float | None = None, timestamp: float | None = None,
-                       attributes: Mapping[str, Any] | None = None) -> str:
+    def log_prediction(
+        self,
+        model_id: str,
+        features: Mapping[str, Any],
+        prediction: float,
+        *,
+        prediction_id: str | None = None,
+        score: float | None = None,
+        latency_seconds: float | None = None,
+        timestamp: float | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> str:
         """Queue one prediction; `attributes` carries segment and protected-attribute columns.
 
         Returns the prediction id (generated if not given), which `log_actual` takes later.
@@ -113,8 +134,9 @@ class PredictionLogger:
         self._put(_Event(model_id, "prediction", values))
         return prediction_id
 
-    def log_actual(self, model_id: str, prediction_id: str, actual: float,
-                   timestamp: float | None = None) -> None:
+    def log_actual(
+        self, model_id: str, prediction_id: str, actual: float, timestamp: float | None = None
+    ) -> None:
         """Queue the actual outcome of an earlier prediction (it may arrive much later)."""
         labels = self._model(model_id).source.labels
         if labels is None:
@@ -131,7 +153,9 @@ class PredictionLogger:
                 raise RuntimeError("the logger is closed")
             if len(self._pending) >= self.max_buffer:
                 raise BufferFullError(
-                    f"{len(self._pending)} events wait for the store ({self.last_error}); not accepted")
+                    f"{len(self._pending)} events wait for the store ({self.last_error}); "
+                    "not accepted"
+                )
             self._pending.append(event)
             if len(self._pending) >= self.batch_size:
                 self._wake.set()
@@ -155,7 +179,9 @@ class PredictionLogger:
                     self._write_one_by_one(batch)
             except sa.exc.SQLAlchemyError as exc:
                 self.last_error = exc
-                raise LoggerError(f"writing {len(batch)} events failed; kept for retry: {exc}") from exc
+                raise LoggerError(
+                    f"writing {len(batch)} events failed; kept for retry: {exc}"
+                ) from exc
             self.last_error = None
             with self._lock:
                 del self._pending[: len(batch)]  # only this method removes, and only from the front
@@ -171,8 +197,11 @@ class PredictionLogger:
                 self._write([event])
             except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
                 self.rejected.append(event)
-                log.error("prediction logger: the store refused an event of model %s: %s",
-                          event.model_id, str(exc).splitlines()[0])
+                log.error(
+                    "prediction logger: the store refused an event of model %s: %s",
+                    event.model_id,
+                    str(exc).splitlines()[0],
+                )
 
     def _write(self, batch: list[_Event]) -> None:
         """Predictions first, then labels, in one transaction: a label can follow its prediction."""
@@ -185,25 +214,44 @@ class PredictionLogger:
                 for model_id, rows in by_model.items():
                     self._write_rows(conn, self._models[model_id], kind, rows)
 
-    def _write_rows(self, conn: sa.Connection, model: ModelConfig, kind: str, rows: list[dict[str, Any]]) -> None:
+    def _write_rows(
+        self, conn: sa.Connection, model: ModelConfig, kind: str, rows: list[dict[str, Any]]
+    ) -> None:
         src = model.source
         if kind == "prediction":
             table = self._table(src.table)
             columns = set(table.c.keys())
-            conn.execute(sa.insert(table), [{k: v for k, v in r.items() if k in columns} for r in rows])
+            conn.execute(
+                sa.insert(table), [{k: v for k, v in r.items() if k in columns} for r in rows]
+            )
             return
         labels = src.labels
         assert labels is not None
         if labels.table is not None:
             table = self._table(labels.table)
-            conn.execute(sa.insert(table), [
-                {labels.prediction_id_column: r.pop("prediction_id"), **r} for r in map(dict, rows)
-            ])
+            conn.execute(
+                sa.insert(table),
+                [
+                    {labels.prediction_id_column: r.pop("prediction_id"), **r}
+                    for r in map(dict, rows)
+                ],
+            )
             return
         table = self._table(src.table)
         values = {c: sa.bindparam(f"v_{c}") for c in rows[0] if c != "prediction_id"}
-        stmt = sa.update(table).where(table.c[src.id_column] == sa.bindparam("v_pid")).values(values)
-        conn.execute(stmt, [{"v_pid": r["prediction_id"], **{f"v_{c}": v for c, v in r.items() if c != "prediction_id"}} for r in rows])
+        stmt = (
+            sa.update(table).where(table.c[src.id_column] == sa.bindparam("v_pid")).values(values)
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "v_pid": r["prediction_id"],
+                    **{f"v_{c}": v for c, v in r.items() if c != "prediction_id"},
+                }
+                for r in rows
+            ],
+        )
 
     def _run(self, interval: float) -> None:
         while not self._closed:
@@ -228,7 +276,9 @@ class PredictionLogger:
         try:
             self.close()
         except LoggerError as exc:
-            log.error("prediction logger: %d events could not be written at exit: %s", self.pending, exc)
+            log.error(
+                "prediction logger: %d events could not be written at exit: %s", self.pending, exc
+            )
 
     def __enter__(self) -> PredictionLogger:
         return self

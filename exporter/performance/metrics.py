@@ -13,7 +13,9 @@ import math
 import numpy as np
 
 
-def regression(n: float, err: float, err2: float, abs_err: float, y: float, y2: float) -> dict[str, float]:
+def regression(
+    n: float, err: float, err2: float, abs_err: float, y: float, y2: float
+) -> dict[str, float]:
     """RMSE, MAE, R² and mean error (prediction minus actual) of `n` labelled predictions.
 
     `y` and `y2` are the sums of (actual - c) and (actual - c)² for any constant c.
@@ -44,15 +46,24 @@ def roc_auc(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
 
 
 def roc_auc_bin_bound(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
-    """Largest possible gap to the exact AUC: half the share of (positive, negative) pairs tied by binning."""
+    """Largest possible gap to the exact AUC: half the share of (positive, negative) pairs that
+    binning ties."""
     positives, negatives = pos_hist.sum(), neg_hist.sum()
     if positives == 0 or negatives == 0:
         return math.nan
     return float(0.5 * np.sum(pos_hist * neg_hist) / (positives * negatives))
 
 
-def classification(tp: float, fp: float, fn: float, tn: float, log_loss: float, brier: float,
-                   pos_hist: np.ndarray, neg_hist: np.ndarray) -> dict[str, float]:
+def classification(
+    tp: float,
+    fp: float,
+    fn: float,
+    tn: float,
+    log_loss: float,
+    brier: float,
+    pos_hist: np.ndarray,
+    neg_hist: np.ndarray,
+) -> dict[str, float]:
     n = tp + fp + fn + tn
     if n <= 0:
         return {}
@@ -70,13 +81,26 @@ def classification(tp: float, fp: float, fn: float, tn: float, log_loss: float, 
 
 # For each metric: +1 if larger is better, -1 if smaller is better.
 DIRECTION = {
-    "rmse": -1, "mae": -1, "r2": 1, "roc_auc": 1, "accuracy": 1, "precision": 1, "recall": 1,
-    "f1": 1, "log_loss": -1, "brier_score": -1,
+    "rmse": -1,
+    "mae": -1,
+    "r2": 1,
+    "roc_auc": 1,
+    "accuracy": 1,
+    "precision": 1,
+    "recall": 1,
+    "f1": 1,
+    "log_loss": -1,
+    "brier_score": -1,
 }
 
 
 def degradation_ratio(metric: str, current: float, baseline: float) -> float:
     """Relative change in the bad direction: 0.1 means 10% worse than baseline, never negative."""
-    if metric not in DIRECTION or not math.isfinite(current) or not math.isfinite(baseline) or baseline == 0:
+    if (
+        metric not in DIRECTION
+        or not math.isfinite(current)
+        or not math.isfinite(baseline)
+        or baseline == 0
+    ):
         return math.nan
     return max(0.0, -DIRECTION[metric] * (current - baseline) / abs(baseline))

@@ -14,8 +14,17 @@ from tqdm import tqdm
 from exporter.baseline import Baseline
 from exporter.config import ModelConfig
 from exporter.storage.prediction_store import (
-    ID, LABEL, PREDICTION, SCORE, TS, Cursor, ModelSource, attribute_key, feature_key,
-    metadata_tables, segment_key,
+    ID,
+    LABEL,
+    PREDICTION,
+    SCORE,
+    TS,
+    Cursor,
+    ModelSource,
+    attribute_key,
+    feature_key,
+    metadata_tables,
+    segment_key,
 )
 
 
@@ -30,20 +39,34 @@ class BaselineStore:
         with self.engine.begin() as conn:
             version = conn.execute(
                 sa.insert(self.table).values(
-                    model_id=baseline.model_id, created_at=now, source=source, command=command,
+                    model_id=baseline.model_id,
+                    created_at=now,
+                    source=source,
+                    command=command,
                     content=baseline.to_json(),
                 )
             ).inserted_primary_key[0]
-            conn.execute(sa.insert(self.audit).values(
-                at=now, model_id=baseline.model_id, action="baseline_captured",
-                details={"version": version, "source": source, "command": command, "rows": baseline.rows},
-            ))
+            conn.execute(
+                sa.insert(self.audit).values(
+                    at=now,
+                    model_id=baseline.model_id,
+                    action="baseline_captured",
+                    details={
+                        "version": version,
+                        "source": source,
+                        "command": command,
+                        "rows": baseline.rows,
+                    },
+                )
+            )
         return int(version)
 
     def latest_version(self, model_id: str) -> int | None:
         with self.engine.connect() as conn:
             return conn.execute(
-                sa.select(sa.func.max(self.table.c.version)).where(self.table.c.model_id == model_id)
+                sa.select(sa.func.max(self.table.c.version)).where(
+                    self.table.c.model_id == model_id
+                )
             ).scalar()
 
     def load(self, model_id: str, version: int | None = None) -> Baseline | None:
@@ -51,17 +74,27 @@ class BaselineStore:
         stmt = sa.select(self.table).where(self.table.c.model_id == model_id)
         stmt = stmt.where(self.table.c.version == version) if version is not None else stmt
         with self.engine.connect() as conn:
-            row = conn.execute(stmt.order_by(self.table.c.version.desc()).limit(1)).mappings().first()
+            row = (
+                conn.execute(stmt.order_by(self.table.c.version.desc()).limit(1)).mappings().first()
+            )
         if row is None:
             return None
         return Baseline.from_json(
-            row["content"], version=row["version"],
-            created_at=row["created_at"].replace(tzinfo=dt.UTC).isoformat(), source=row["source"],
+            row["content"],
+            version=row["version"],
+            created_at=row["created_at"].replace(tzinfo=dt.UTC).isoformat(),
+            source=row["source"],
         )
 
 
-def read_range(engine: Engine, model: ModelConfig, start: float, end: float,
-               batch_rows: int = 50_000, progress: bool = False) -> tuple[pd.DataFrame, pd.Series]:
+def read_range(
+    engine: Engine,
+    model: ModelConfig,
+    start: float,
+    end: float,
+    batch_rows: int = 50_000,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.Series]:
     """Every prediction of [start, end] with its label (if any): the raw input of a baseline."""
     source = ModelSource(engine, model)
     codec = source.prediction_time_codec()
@@ -84,7 +117,9 @@ def read_range(engine: Engine, model: ModelConfig, start: float, end: float,
 
 def read_file(path: Path, model: ModelConfig) -> tuple[pd.DataFrame, pd.Series]:
     """Training data from CSV or Parquet, with the same column names as the predictions table."""
-    frame = pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(path)
+    frame = (
+        pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(path)
+    )
     src = model.source
     mapping = {src.prediction_column: PREDICTION, src.timestamp_column: TS}
     if src.score_column:
@@ -95,8 +130,7 @@ def read_file(path: Path, model: ModelConfig) -> tuple[pd.DataFrame, pd.Series]:
     wanted |= {model.feature_column(n): feature_key(n) for n in model.features}
     wanted |= {s.column: segment_key(s.column) for s in model.segments}
     wanted |= {a: attribute_key(a) for a in model.protected_attributes}
-    missing = sorted(c for c, key in wanted.items()
-                     if c not in frame and key not in (TS, LABEL))
+    missing = sorted(c for c, key in wanted.items() if c not in frame and key not in (TS, LABEL))
     if missing:
         raise ValueError(f"{path}: columns {missing} of model {model.model_id} are not in the file")
     out = pd.DataFrame({key: frame[c] for c, key in wanted.items() if c in frame})

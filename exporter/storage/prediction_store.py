@@ -26,7 +26,13 @@ METRICS_TABLE = "model_monitor_metrics"
 
 # Canonical names of the columns a source returns, whatever the user's table calls them.
 ID, TS, PREDICTION, SCORE, LATENCY, LABEL, ARRIVAL = (
-    "id", "ts", "prediction", "score", "latency", "label", "arrival",
+    "id",
+    "ts",
+    "prediction",
+    "score",
+    "latency",
+    "label",
+    "arrival",
 )
 
 
@@ -49,9 +55,11 @@ def create_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = sa.create_engine(url, **kwargs)
     if url.startswith("sqlite"):
+
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_conn: Any, _record: Any) -> None:  # readers never block the logger
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
     return engine
 
 
@@ -63,7 +71,8 @@ def _split(table: str) -> tuple[str | None, str]:
 def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
     """The project's own tables: versioned baselines, audit trail, metrics history."""
     baselines = sa.Table(
-        BASELINE_TABLE, metadata,
+        BASELINE_TABLE,
+        metadata,
         sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("model_id", sa.String(200), nullable=False, index=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
@@ -72,7 +81,8 @@ def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table
         sa.Column("content", sa.JSON, nullable=False),
     )
     audit = sa.Table(
-        AUDIT_TABLE, metadata,
+        AUDIT_TABLE,
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("at", sa.DateTime, nullable=False, index=True),
         sa.Column("model_id", sa.String(200), nullable=True, index=True),
@@ -80,7 +90,8 @@ def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table
         sa.Column("details", sa.JSON, nullable=False),
     )
     metrics = sa.Table(
-        METRICS_TABLE, metadata,
+        METRICS_TABLE,
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("model_id", sa.String(200), nullable=False),
         sa.Column("at", sa.DateTime, nullable=False),
@@ -128,7 +139,8 @@ def default_tables(model: ModelConfig, metadata: sa.MetaData) -> list[sa.Table]:
     if labels is not None and labels.table is not None:
         lschema, lname = _split(labels.table)
         label_table = sa.Table(
-            lname, metadata,
+            lname,
+            metadata,
             sa.Column(labels.prediction_id_column, sa.String(64), primary_key=True),
             sa.Column(labels.column, sa.Float),
             sa.Column(labels.arrival_column or "labeled_at", sa.DateTime, nullable=False),
@@ -174,7 +186,9 @@ def check_mapping(engine: Engine, model: ModelConfig) -> list[str]:
                     f"(it has: {', '.join(sorted(have))})"
                 )
         ts = wanted.get("source.timestamp_column") or wanted.get("source.labels.arrival_column")
-        if ts in have and not isinstance(have[ts], sa.DateTime | sa.Numeric | sa.Integer | sa.Float):
+        if ts in have and not isinstance(
+            have[ts], sa.DateTime | sa.Numeric | sa.Integer | sa.Float
+        ):
             problems.append(
                 f"{where}: column {ts!r} has type {have[ts]}; it must be a DATETIME/TIMESTAMP "
                 "or a number of epoch seconds"
@@ -252,7 +266,9 @@ class ModelSource:
     def _table(self, name: str) -> sa.Table:
         if name not in self._tables:
             schema, bare = _split(name)
-            self._tables[name] = sa.Table(bare, sa.MetaData(), schema=schema, autoload_with=self.engine)
+            self._tables[name] = sa.Table(
+                bare, sa.MetaData(), schema=schema, autoload_with=self.engine
+            )
         return self._tables[name]
 
     def forget_tables(self) -> None:
@@ -292,7 +308,9 @@ class ModelSource:
         return TimeCodec(table.c[labels.arrival_column])
 
     @staticmethod
-    def _keyset(order: sa.ColumnElement[Any], key: sa.ColumnElement[Any], start: Any, after: Cursor | None) -> list[sa.ColumnElement[bool]]:
+    def _keyset(
+        order: sa.ColumnElement[Any], key: sa.ColumnElement[Any], start: Any, after: Cursor | None
+    ) -> list[sa.ColumnElement[bool]]:
         if after is None:
             return [order >= start]
         return [sa.or_(order > after.order, sa.and_(order == after.order, key > after.key))]
@@ -302,8 +320,14 @@ class ModelSource:
             result = conn.execute(stmt)
             return pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
 
-    def read_predictions(self, start: float, until: float, after: Cursor | None, limit: int,
-                         with_labels: bool = False) -> pd.DataFrame:
+    def read_predictions(
+        self,
+        start: float,
+        until: float,
+        after: Cursor | None,
+        limit: int,
+        with_labels: bool = False,
+    ) -> pd.DataFrame:
         """Up to `limit` predictions with start <= time <= until, after the cursor, in order.
 
         The label comes along (as LABEL, null where none) when the config reads labels together
@@ -321,19 +345,25 @@ class ModelSource:
                 columns.append(table.c[labels.column].label(LABEL))
             else:
                 label_table = self._table(labels.table)
-                from_ = table.outerjoin(label_table, key == label_table.c[labels.prediction_id_column])
+                from_ = table.outerjoin(
+                    label_table, key == label_table.c[labels.prediction_id_column]
+                )
                 columns.append(label_table.c[labels.column].label(LABEL))
         stmt = (
             sa.select(*columns)
             .select_from(from_)
-            .where(*self._model_filter(table), *self._keyset(ts, key, codec.to_native(start), after))
+            .where(
+                *self._model_filter(table), *self._keyset(ts, key, codec.to_native(start), after)
+            )
             .where(ts <= codec.to_native(until))
             .order_by(ts, key)
             .limit(limit)
         )
         return self._fetch(stmt)
 
-    def read_labels(self, start: float, until: float, after: Cursor | None, limit: int) -> pd.DataFrame:
+    def read_labels(
+        self, start: float, until: float, after: Cursor | None, limit: int
+    ) -> pd.DataFrame:
         """Up to `limit` label arrivals after the cursor, joined to their predictions.
 
         A label whose prediction is not in the table comes back with a null prediction time
@@ -363,7 +393,8 @@ class ModelSource:
             )
             columns = [c for c in self._prediction_columns(predictions) if c.name != ID]
             stmt = sa.select(
-                key.label(ID), *columns,
+                key.label(ID),
+                *columns,
                 label_table.c[labels.column].label(LABEL),
                 arrival.label(ARRIVAL),
             ).select_from(joined)
@@ -375,7 +406,9 @@ class ModelSource:
         )
         return self._fetch(stmt)
 
-    def count_predictions(self, start: float, end: float, width: int) -> tuple[list[int], list[int]]:
+    def count_predictions(
+        self, start: float, end: float, width: int
+    ) -> tuple[list[int], list[int]]:
         """Predictions per time bucket of `width` seconds in [start, end), counted by the database.
 
         Used on (re)start to learn how many predictions the older part of the performance window
@@ -393,7 +426,11 @@ class ModelSource:
         bucket = bucket.label("bucket")
         stmt = (
             sa.select(bucket, sa.func.count())
-            .where(*self._model_filter(table), column >= codec.to_native(start), column < codec.to_native(end))
+            .where(
+                *self._model_filter(table),
+                column >= codec.to_native(start),
+                column < codec.to_native(end),
+            )
             .group_by(bucket)
         )
         with self.engine.connect() as conn:

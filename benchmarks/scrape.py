@@ -1,0 +1,201 @@
+"""Scrape cost against window size: 2,000 new predictions (and 2,000 labels) per scrape, over a
+window of 10,000 rows and one of 1,000,000 rows. The design promises the cost does not grow with
+the window (target: large <= 1.5 x small, medians of several scrapes in one run).
+
+    python benchmarks/scrape.py [--store-url URL] [--scrapes 9]
+
+A scrape here is a full GET /metrics through the Flask app: refresh (SQL reads, fold, report)
+plus exposition. The clock is simulated so that every scrape sees exactly its 2,000 new rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from exporter.app import create_app
+from exporter.config import parse_config
+from exporter.service import MonitorService
+from exporter.storage.baseline_store import BaselineStore
+from exporter.storage.prediction_store import create_engine, create_schema
+from exporter.window import capture_baseline
+
+NEW_ROWS = 2_000
+T0 = 1_800_000_000.0
+MODEL = {
+    "model_id": "bench",
+    "kind": "regression",
+    "source": {
+        "table": "bench_predictions",
+        "latency_column": "latency_seconds",
+        "labels": {"table": "bench_labels", "column": "actual", "arrival_column": "labeled_at"},
+    },
+    "features": {
+        "f1": "numeric",
+        "f2": "numeric",
+        "f3": "numeric",
+        "f4": "numeric",
+        "c1": "categorical",
+        "c2": "categorical",
+    },
+    "segments": [{"column": "tier", "values": ["a", "b", "c"]}],
+    "drift_window": {"length": "6h", "bucket": "1m"},
+    "performance_window": {"length": "6h", "bucket": "5m"},
+}
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rows(
+    rng: np.random.Generator, n: int, start: float, end: float, offset: int
+) -> tuple[list[dict], list[dict]]:
+    ts = np.sort(rng.uniform(start, end, n))
+    f = rng.normal(size=(n, 4))
+    c1 = rng.choice(["x", "y", "z", "w"], n)
+    c2 = rng.choice([f"k{i}" for i in range(12)], n)
+    tier = rng.choice(["a", "b", "c"], n)
+    actual = f @ np.array([1.0, 2.0, -1.0, 0.5]) + rng.normal(size=n)
+    prediction = actual + rng.normal(0, 0.5, n)
+    created = [time_of(t) for t in ts]
+    preds = [
+        {
+            "prediction_id": f"p{offset + i}",
+            "created_at": created[i],
+            "prediction": float(prediction[i]),
+            "latency_seconds": 0.02,
+            "f1": float(f[i, 0]),
+            "f2": float(f[i, 1]),
+            "f3": float(f[i, 2]),
+            "f4": float(f[i, 3]),
+            "c1": str(c1[i]),
+            "c2": str(c2[i]),
+            "tier": str(tier[i]),
+        }
+        for i in range(n)
+    ]
+    labels = [
+        {"prediction_id": f"p{offset + i}", "actual": float(actual[i]), "labeled_at": created[i]}
+        for i in range(n)
+    ]
+    return preds, labels
+
+
+def time_of(epoch: float):
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
+
+
+def insert(engine: sa.Engine, preds: list[dict], labels: list[dict]) -> None:
+    meta = sa.MetaData()
+    p = sa.Table("bench_predictions", meta, autoload_with=engine)
+    lab = sa.Table("bench_labels", meta, autoload_with=engine)
+    with engine.begin() as conn:
+        for i in range(0, len(preds), 50_000):
+            conn.execute(sa.insert(p), preds[i : i + 50_000])
+            conn.execute(sa.insert(lab), labels[i : i + 50_000])
+
+
+def measure(store_url: str, window_rows: int, scrapes: int) -> dict[str, float]:
+    config = parse_config(
+        {
+            "store": {"url": store_url},
+            "exporter": {
+                "max_rows_per_scrape": 50_000,
+                "read_lag": 0.001,
+                "min_refresh_interval": 0.001,
+                "batch_rows": 10_000,
+            },
+            "models": [MODEL],
+        }
+    )
+    engine = create_engine(store_url)
+    create_schema(engine, config)
+    rng = np.random.default_rng(0)
+    # Baseline from the rows the window starts with.
+    t_fill = time.perf_counter()
+    preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
+    insert(engine, preds, labels)
+    fill = time.perf_counter() - t_fill
+    from exporter.rows import parse_rows
+    from exporter.storage.baseline_store import read_range
+
+    model = config.models[0]
+    frame, ts = read_range(engine, model, T0 - 5 * 3600, T0 - 5 * 3600 + 600)
+    baseline = capture_baseline(model, parse_rows(frame, model, ts, label="optional")[0])
+    BaselineStore(engine).save(baseline, "benchmark", "benchmarks/scrape.py")
+
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    app = create_app(config, service, warmup=False)
+    client = app.test_client()
+    t_rebuild = time.perf_counter()
+    service.start_warmup().join()
+    rebuild = time.perf_counter() - t_rebuild
+    assert service.refreshers["bench"].report.window_predictions == window_rows
+    durations = []
+    offset = window_rows
+    for _ in range(scrapes):
+        preds, labels = rows(rng, NEW_ROWS, clock.now, clock.now + 10, offset)
+        offset += NEW_ROWS
+        insert(engine, preds, labels)
+        clock.now += 11
+        start = time.perf_counter()
+        response = client.get("/metrics")
+        durations.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    assert service.refreshers["bench"].window.predictions_total == scrapes * NEW_ROWS
+    engine.dispose()
+    return {
+        "fill": fill,
+        "rebuild": rebuild,
+        "median": statistics.median(durations),
+        "min": min(durations),
+        "max": max(durations),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--store-url", help="empty database to use (default: a temporary SQLite file)"
+    )
+    parser.add_argument("--scrapes", type=int, default=9)
+    parser.add_argument("--sizes", default="10000,1000000")
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {platform.python_version()}, "
+        f"{__import__('os').cpu_count()} cores; {time.strftime('%Y-%m-%d')}"
+    )
+    results = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+            r = measure(url, size, args.scrapes)
+        results[size] = r
+        print(
+            f"window {size:>9,} rows: scrape median {r['median'] * 1000:7.1f} ms "
+            f"(min {r['min'] * 1000:.1f}, max {r['max'] * 1000:.1f}); "
+            f"start-up rebuild {r['rebuild']:.1f} s; fill {r['fill']:.1f} s"
+        )
+    sizes = sorted(results)
+    ratio = results[sizes[-1]]["median"] / results[sizes[0]]["median"]
+    verdict = "PASS" if ratio <= 1.5 else "FAIL"
+    print(f"ratio {sizes[-1]:,} / {sizes[0]:,} rows: {ratio:.2f} (target <= 1.5): {verdict}")
+
+
+if __name__ == "__main__":
+    main()

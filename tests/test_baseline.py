@@ -1,0 +1,117 @@
+"""Baselines: captured from a store range or a CSV/Parquet file, versioned, the newest one used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from exporter.baseline import FINE_BINS, CategoricalReference, NumericReference
+from exporter.cli import capture, main
+from exporter.service import MonitorService
+from exporter.storage.baseline_store import BaselineStore
+from exporter.storage.prediction_store import create_engine
+from tests.conftest import Clock, make_config, regression_rows
+from tests.test_bad_input import T0, _seed
+
+
+def test_numeric_reference_bins_are_baseline_quantiles() -> None:
+    values = np.random.default_rng(0).normal(size=10_001)
+    ref = NumericReference.capture(values)
+    assert len(ref.edges) == FINE_BINS + 1
+    np.testing.assert_allclose(ref.edges, np.quantile(values, np.linspace(0, 1, FINE_BINS + 1)))
+    assert ref.counts[0] == ref.counts[-1] == 0  # nothing below the minimum or above the maximum
+    np.testing.assert_allclose(ref.counts[1:-1], 100, atol=1)  # 1% of the rows per fine bin
+    # Deciles for PSI: each of the 10 inner PSI bins holds 10 fine bins.
+    assert np.bincount(ref.psi_bins).tolist() == [1] + [10] * 10 + [1]
+    assert ref.mean == pytest.approx(values.mean()) and ref.std == pytest.approx(values.std())
+
+
+def test_constant_and_discrete_features_get_valid_bins() -> None:
+    constant = NumericReference.capture(np.full(100, 3.0))
+    assert constant.bin(np.array([2.0, 3.0, 4.0])).tolist() == [0, 1, 2]
+    tickets = NumericReference.capture(np.random.default_rng(1).poisson(1.2, 5000).astype(float))
+    assert np.all(np.diff(tickets.edges) > 0)
+    assert tickets.counts.sum() == 5000
+
+
+def test_categories_keep_top_k_and_pool_the_rest() -> None:
+    values = np.array([f"c{i}" for i in range(30) for _ in range(30 - i)], dtype=object)
+    ref = CategoricalReference.capture(values)
+    assert ref.categories[:3] == ("c0", "c1", "c2") and len(ref.categories) == 20
+    assert ref.counts[-1] == sum(30 - i for i in range(20, 30))
+    assert ref.is_new(np.array(["c25", "zzz"], dtype=object)).tolist() == [False, True]
+
+
+def test_file_baseline_and_versions(tmp_path) -> None:
+    config = make_config(f"sqlite:///{tmp_path / 's.db'}")
+    _seed(config, np.random.default_rng(3))  # stores version 1 for "reg" from the store range
+    d = regression_rows(np.random.default_rng(4), 2000, shift=5.0)
+    frame = pd.DataFrame(
+        {
+            "x1": d["x1"],
+            "x2": d["x2"],
+            "color": d["color"],
+            "prediction": d["prediction"],
+            "tier": d["tier"],
+            "actual": d["actual"],
+        }
+    )
+    frame.to_parquet(tmp_path / "train.parquet")
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    assert (
+        main(
+            [
+                "baseline",
+                "--config",
+                str(_write(config, tmp_path)),
+                "--model",
+                "reg",
+                "--file",
+                str(tmp_path / "train.parquet"),
+            ]
+        )
+        == 0
+    )
+    service = MonitorService(config, clock=Clock(T0))
+    service.refresh_all()
+    assert service.refreshers["reg"].baseline.version == 2
+    v3 = capture(config, "reg", file=tmp_path / "train.csv", command="test")
+    store = BaselineStore(create_engine(config.store.url))
+    newest = store.load("reg")
+    assert newest.version == v3 == 3 and "train.csv" in newest.source
+    assert newest.features["x1"].mean == pytest.approx(d["x1"].mean())
+    assert store.load("reg", 1).features["x1"].mean == pytest.approx(0.0, abs=0.2)
+    assert newest.performance["all"]["rmse"] == pytest.approx(
+        np.sqrt(np.mean((d["prediction"] - d["actual"]) ** 2))
+    )
+
+    # A running exporter switches to the newest version at its next refresh.
+    service.refreshers["reg"].clock.advance(5)
+    service.refresh_all()
+    assert service.refreshers["reg"].baseline.version == 3
+    assert service.refreshers["reg"].report.window_predictions == 200  # rebuilt, not lost
+    # The live window (no shift) against a baseline shifted by 5 sd: drift everywhere in x1.
+    assert service.refreshers["reg"].report.features["x1"].drift.detected is True
+
+
+def test_file_missing_columns_is_a_clear_error(tmp_path) -> None:
+    config = make_config(f"sqlite:///{tmp_path / 's.db'}")
+    pd.DataFrame({"x1": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"columns \['color', 'prediction', 'tier', 'x2'\]"):
+        capture(config, "reg", file=tmp_path / "bad.csv")
+
+
+def _write(config, tmp_path):
+    import yaml
+
+    path = tmp_path / "mm.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "store": {"url": config.store.url},
+                "models": [m.model_dump(mode="json", exclude_defaults=True) for m in config.models],
+            }
+        )
+    )
+    return path
