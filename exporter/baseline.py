@@ -164,6 +164,12 @@ class Baseline:
     prediction: NumericReference
     segments: dict[str, tuple[str, ...]]  # segment column -> values reported
     label_mean: float  # shift that keeps regression sums well conditioned
+    correlation: dict[str, Any] = field(
+        default_factory=dict
+    )  # {"features": [...], "matrix": [[...]]}
+    groups: dict[str, dict[str, dict[str, float]]] = field(
+        default_factory=dict
+    )  # attr -> group -> rates
     performance: dict[str, dict[str, float]] = field(default_factory=dict)
     version: int | None = None
     created_at: str | None = None
@@ -177,6 +183,8 @@ class Baseline:
             "prediction": self.prediction.to_json(),
             "segments": {k: list(v) for k, v in self.segments.items()},
             "label_mean": self.label_mean,
+            "correlation": self.correlation,
+            "groups": self.groups,
             "performance": self.performance,
         }
 
@@ -189,6 +197,8 @@ class Baseline:
             prediction=NumericReference.from_json(data["prediction"]),
             segments={k: tuple(v) for k, v in data["segments"].items()},
             label_mean=data["label_mean"],
+            correlation=data.get("correlation", {}),
+            groups=data.get("groups", {}),
             performance=data.get("performance", {}),
             **meta,
         )
@@ -211,6 +221,46 @@ def segment_values(model: ModelConfig, rows: Rows) -> dict[str, tuple[str, ...]]
     return out
 
 
+def correlation(rows: Rows) -> dict[str, Any]:
+    """Pearson correlations of the numeric features over the rows where all of them are present."""
+    names = list(rows.numeric)
+    if len(names) < 2:
+        return {}
+    matrix = np.column_stack([rows.numeric[n].values for n in names])
+    complete = matrix[np.isfinite(matrix).all(axis=1)]
+    if len(complete) < 3:
+        return {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(complete, rowvar=False)
+    return {
+        "features": names,
+        "rows": len(complete),
+        "matrix": np.where(np.isfinite(corr), corr, 0.0).tolist(),
+    }
+
+
+def group_rates(model: ModelConfig, rows: Rows) -> dict[str, dict[str, dict[str, float]]]:
+    """Per protected attribute and frequent group: size, mean output, selection and label rates."""
+    output = prediction_values(rows)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for attribute in model.protected_attributes:
+        values = rows.attributes[attribute]
+        ref = CategoricalReference.capture(values)
+        out[attribute] = {}
+        for group in ref.categories:
+            mask = values == group
+            stats: dict[str, float] = {
+                "count": float(mask.sum()),
+                "mean_prediction": float(output[mask].mean()),
+            }
+            if model.kind == "binary_classification":
+                stats["selection_rate"] = float(np.mean(rows.prediction[mask] == 1))
+            if rows.label is not None and np.isfinite(rows.label[mask]).any():
+                stats["label_mean"] = float(np.nanmean(rows.label[mask]))
+            out[attribute][group] = stats
+    return out
+
+
 def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
     """The distributions of a baseline, without its performance (see `window.capture_baseline`)."""
     if len(rows) == 0:
@@ -228,4 +278,6 @@ def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
         prediction=NumericReference.capture(prediction_values(rows)),
         segments=segment_values(model, rows),
         label_mean=float(labels.mean()) if len(labels) else 0.0,
+        correlation=correlation(rows),
+        groups=group_rates(model, rows),
     )

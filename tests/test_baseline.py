@@ -86,6 +86,10 @@ def test_file_baseline_and_versions(tmp_path) -> None:
         np.sqrt(np.mean((d["prediction"] - d["actual"]) ** 2))
     )
 
+    corr = newest.correlation
+    assert corr["features"] == ["x1", "x2"]
+    assert corr["matrix"][0][1] == pytest.approx(np.corrcoef(d["x1"], d["x2"])[0, 1], rel=1e-9)
+
     # A running exporter switches to the newest version at its next refresh.
     service.refreshers["reg"].clock.advance(5)
     service.refresh_all()
@@ -93,6 +97,46 @@ def test_file_baseline_and_versions(tmp_path) -> None:
     assert service.refreshers["reg"].report.window_predictions == 200  # rebuilt, not lost
     # The live window (no shift) against a baseline shifted by 5 sd: drift everywhere in x1.
     assert service.refreshers["reg"].report.features["x1"].drift.detected is True
+
+
+def test_group_rates_for_fairness() -> None:
+    from exporter.baseline import group_rates
+    from exporter.config import parse_config
+    from exporter.rows import parse_rows
+    from exporter.storage.prediction_store import (
+        LABEL,
+        PREDICTION,
+        SCORE,
+        attribute_key,
+        feature_key,
+    )
+    from tests.conftest import CLASSIFIER_MODEL
+
+    model = parse_config(
+        {"models": [{**CLASSIFIER_MODEL, "protected_attributes": ["region"]}]}
+    ).models[0]
+    rng = np.random.default_rng(8)
+    score = rng.random(400)
+    region = rng.choice(["eu", "us"], 400)
+    label = (rng.random(400) < 0.3).astype(float)
+    frame = pd.DataFrame(
+        {
+            PREDICTION: (score >= 0.5).astype(float),
+            SCORE: score,
+            LABEL: label,
+            feature_key("x1"): 0.0,
+            feature_key("plan"): "pro",
+            attribute_key("region"): region,
+        }
+    )
+    rows, _ = parse_rows(frame, model, pd.Series(np.zeros(400)), label="optional")
+    rates = group_rates(model, rows)["region"]
+    for group in ("eu", "us"):
+        mask = region == group
+        assert rates[group]["count"] == mask.sum()
+        assert rates[group]["selection_rate"] == pytest.approx(np.mean(score[mask] >= 0.5))
+        assert rates[group]["mean_prediction"] == pytest.approx(score[mask].mean())
+        assert rates[group]["label_mean"] == pytest.approx(label[mask].mean())
 
 
 def test_file_missing_columns_is_a_clear_error(tmp_path) -> None:
