@@ -14,9 +14,10 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.drift.feature_drift import DriftResult
 from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS, MetricSpec
 from exporter.refresher import ModelRefresher
-from exporter.report import DriftResult, ModelReport
+from exporter.report import FairnessReport, FeatureReport, ModelReport
 from exporter.rows import REJECT_REASONS
 from exporter.service import MonitorService
 
@@ -42,38 +43,71 @@ class _Families:
 
 
 def _drift_samples(out: _Families, prefix: str, labels: list[str], drift: DriftResult) -> None:
-    out.add(f"{prefix}_psi", labels, drift.psi)
-    out.add(f"{prefix}_kl_divergence", labels, drift.kl_divergence)
-    out.add(f"{prefix}_js_distance", labels, drift.js_distance)
+    for stat in ("psi", "kl_divergence", "js_distance", "ks_statistic", "wasserstein_normalized"):
+        out.add(f"{prefix}_{stat}", labels, getattr(drift, stat))
     out.add(f"{prefix}_drift_detected", labels, drift.detected)
+
+
+def _feature_samples(out: _Families, labels: list[str], feature: FeatureReport) -> None:
+    quality = feature.quality
+    out.add("model_feature_missing_ratio", labels, quality.missing_ratio)
+    out.add("model_feature_type_error_ratio", labels, quality.type_error_ratio)
+    out.add("model_feature_out_of_range_ratio", labels, quality.out_of_range_ratio)
+    out.add("model_feature_new_category_ratio", labels, quality.new_category_ratio)
+    drift = feature.drift
+    if drift is None:
+        return
+    _drift_samples(out, "model_feature", labels, drift)
+    out.add("model_feature_ks_p_value", labels, drift.ks_p_value)
+    out.add("model_feature_chi_square_statistic", labels, drift.chi_square)
+    out.add("model_feature_chi_square_p_value", labels, drift.chi_square_p_value)
+    for stat, threshold in drift.thresholds.items():
+        out.add("model_feature_drift_threshold", [*labels, stat], threshold)
+    for bin_name, base, cur in zip(
+        drift.bins, drift.baseline_ratio, drift.current_ratio, strict=True
+    ):
+        out.add("model_feature_bin_ratio", [*labels, bin_name, "baseline"], base)
+        out.add("model_feature_bin_ratio", [*labels, bin_name, "current"], cur)
+
+
+def _fairness_samples(out: _Families, m: str, fairness: FairnessReport) -> None:
+    labels = [m, fairness.attribute]
+    for stat in (
+        "demographic_parity_difference",
+        "demographic_parity_ratio",
+        "equalized_odds_difference",
+        "equal_opportunity_difference",
+        "error_ratio",
+        "mean_prediction_ratio",
+        "violation",
+    ):
+        out.add(f"model_fairness_{stat}", labels, getattr(fairness, stat))
+    out.add("model_fairness_excluded_groups", labels, len(fairness.excluded))
+    for group, report in fairness.groups.items():
+        for stat, value in (
+            ("predictions", report.predictions),
+            ("labeled_predictions", report.labeled),
+            ("selection_rate", report.selection_rate),
+            ("mean_prediction", report.mean_prediction),
+            ("true_positive_rate", report.true_positive_rate),
+            ("false_positive_rate", report.false_positive_rate),
+            ("rmse", report.rmse),
+            ("mae", report.mae),
+        ):
+            out.add(f"model_group_{stat}", [*labels, group], value)
 
 
 def _report_samples(out: _Families, report: ModelReport) -> None:
     m = report.model_id
     for name, feature in report.features.items():
-        labels = [m, name]
-        quality = feature.quality
-        out.add("model_feature_missing_ratio", labels, quality.missing_ratio)
-        out.add("model_feature_type_error_ratio", labels, quality.type_error_ratio)
-        out.add("model_feature_out_of_range_ratio", labels, quality.out_of_range_ratio)
-        out.add("model_feature_new_category_ratio", labels, quality.new_category_ratio)
-        if feature.drift is not None:
-            _drift_samples(out, "model_feature", labels, feature.drift)
-            out.add("model_feature_ks_statistic", labels, feature.drift.ks_statistic)
-            out.add("model_feature_psi_threshold", labels, feature.drift.psi_threshold)
-            for bin_name, base, cur in zip(
-                feature.drift.bins,
-                feature.drift.baseline_ratio,
-                feature.drift.current_ratio,
-                strict=True,
-            ):
-                out.add("model_feature_bin_ratio", [*labels, bin_name, "baseline"], base)
-                out.add("model_feature_bin_ratio", [*labels, bin_name, "current"], cur)
+        _feature_samples(out, [m, name], feature)
     if report.prediction_drift is not None:
         _drift_samples(out, "model_prediction", [m], report.prediction_drift)
     if any(f.drift is not None for f in report.features.values()):
         out.add("model_drifted_features", [m], len(report.drifted_features))
     out.add("model_features_monitored", [m], len(report.features))
+    if report.correlation is not None:
+        out.add("model_feature_correlation_drift", [m], report.correlation.largest_change)
     for segment, values in report.performance.items():
         for metric in PERFORMANCE_METRICS:
             out.add(f"model_performance_{metric}", [m, segment], values.get(metric))
@@ -84,6 +118,8 @@ def _report_samples(out: _Families, report: ModelReport) -> None:
         out.add("model_performance_degradation_ratio", [m, metric], ratio)
     for segment, count in report.segment_counts.items():
         out.add("model_segment_labeled_predictions", [m, segment], count)
+    for fairness in report.fairness.values():
+        _fairness_samples(out, m, fairness)
     out.add("model_window_predictions", [m], report.window_predictions)
     out.add("model_window_labeled_predictions", [m], report.window_labeled)
     out.add("model_performance_window_predictions", [m], report.performance_window_predictions)

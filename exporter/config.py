@@ -154,12 +154,14 @@ class WindowConfig(_Strict):
 class DriftThresholds(_Strict):
     """Effect-size thresholds; a feature drifts when one is exceeded (see docs/statistics.md)."""
 
-    psi: float | None = Field(0.2, ge=0, description="Population stability index.")
+    psi: float | None = Field(0.05, ge=0, description="Population stability index.")
     js_distance: float | None = Field(
         None, ge=0, le=1, description="Jensen-Shannon distance (base 2)."
     )
     kl_divergence: float | None = Field(None, ge=0, description="KL(current || baseline), nats.")
-    ks_statistic: float | None = Field(None, ge=0, le=1, description="Kolmogorov-Smirnov D.")
+    ks_statistic: float | None = Field(
+        0.05, ge=0, le=1, description="Kolmogorov-Smirnov D (numeric features only)."
+    )
     wasserstein_normalized: float | None = Field(
         None, ge=0, description="Wasserstein-1 distance / baseline standard deviation."
     )
@@ -189,6 +191,76 @@ class SegmentConfig(_Strict):
     )
 
 
+_PREDICATE = re.compile(
+    r"^\s*(?P<feature>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>.+?)\s*$"
+)
+_BASELINE_QUANTILE = re.compile(r"^baseline\.p(?P<q>\d{1,2}(?:\.\d+)?)$")
+
+
+class SliceConfig(_Strict):
+    """An edge-case slice: the labelled predictions matching one predicate."""
+
+    name: str = Field(description="Label value `segment` of the slice's performance series.")
+    where: str = Field(
+        description="`<feature> <op> <value>` with op one of > >= < <= == !=; the value is a "
+        "number, a category, or `baseline.pNN` (the feature's NN-th baseline percentile), "
+        "e.g. `days_since_login > 60` or `bid > baseline.p99`."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _label_safe(cls, value: str) -> str:
+        if not _LABEL_VALUE.match(value) or value == "all":
+            raise ValueError("use letters, digits, `_`, `.`, `:` or `-` (and not `all`)")
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _predicate(cls, value: str) -> str:
+        match = _PREDICATE.match(value)
+        if not match:
+            raise ValueError("write the predicate as `<feature> <op> <value>`, e.g. `bid > 2.5`")
+        quantile = _BASELINE_QUANTILE.match(match["value"])
+        if quantile and not 0 <= float(quantile["q"]) <= 100:
+            raise ValueError("baseline percentiles go from baseline.p0 to baseline.p100")
+        return value
+
+    @property
+    def parts(self) -> tuple[str, str, str]:
+        match = _PREDICATE.match(self.where)
+        assert match is not None
+        return match["feature"], match["op"], match["value"].strip("'\"")
+
+
+class FairnessConfig(_Strict):
+    """How protected groups are compared (docs/statistics.md, Fairness)."""
+
+    regression_cutoff: float | None = Field(
+        None,
+        description="Regression only: an output at or above this counts as selected, "
+        "for demographic parity (without it, only the mean prediction ratio is compared).",
+    )
+    min_group_size: int = Field(
+        30,
+        ge=1,
+        description="Groups with fewer predictions (or, for label-based metrics, "
+        "labelled predictions) are left out of the comparison and counted.",
+    )
+    max_groups: int = Field(
+        10,
+        ge=2,
+        le=50,
+        description="Groups per attribute taken from the baseline when "
+        "`groups` does not list them; the rest pool as `other` (reported, never compared).",
+    )
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per protected attribute, the groups to compare."
+    )
+    four_fifths: float = Field(
+        0.8, gt=0, le=1, description="A parity ratio below this is a fairness violation."
+    )
+
+
 class ModelConfig(_Strict):
     model_id: str = Field(description="Label value `model_id` on every series of this model.")
     kind: Literal["regression", "binary_classification"] = Field(
@@ -199,9 +271,14 @@ class ModelConfig(_Strict):
         description="Input features by name; `name: numeric` is short for `name: {type: numeric}`."
     )
     segments: list[SegmentConfig] = Field(default_factory=list, description="Performance segments.")
+    slices: list[SliceConfig] = Field(
+        default_factory=list,
+        description="Edge-case slices whose performance is reported like a segment.",
+    )
     protected_attributes: list[str] = Field(
         default_factory=list, description="Columns of protected attributes, for fairness."
     )
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     drift_window: WindowConfig = Field(
         default_factory=lambda: WindowConfig(length=3600, bucket=60),
         description="Window for drift and data quality (default 1h in 1m buckets).",
@@ -256,6 +333,29 @@ class ModelConfig(_Strict):
             raise ValueError(
                 "a binary_classification model needs `source.score_column` (the probability "
                 "of class 1) for ROC AUC, log loss and Brier score"
+            )
+        for item in self.slices:
+            feature, op, value = item.parts
+            if feature not in self.features:
+                raise ValueError(
+                    f"slice {item.name!r} uses {feature!r}, which is not in `features`"
+                )
+            if self.features[feature].type == "categorical" and op not in ("==", "!="):
+                raise ValueError(f"slice {item.name!r}: a categorical feature takes == or != only")
+            if self.features[feature].type == "numeric" and not _BASELINE_QUANTILE.match(value):
+                try:
+                    float(value)
+                except ValueError:
+                    raise ValueError(
+                        f"slice {item.name!r}: {value!r} is neither a number nor baseline.pNN"
+                    ) from None
+        names = [s.name for s in self.slices]
+        if len(set(names)) != len(names):
+            raise ValueError("slice names must be unique")
+        stray = set(self.fairness.groups) - set(self.protected_attributes)
+        if stray:
+            raise ValueError(
+                f"fairness.groups names {sorted(stray)}, not in `protected_attributes`"
             )
         unknown = set(self.feature_thresholds) - set(self.features)
         if unknown:

@@ -24,6 +24,8 @@ Kind = Literal["gauge", "counter", "histogram", "info", "stateset"]
 M = ("model_id",)
 MF = ("model_id", "feature")
 MS = ("model_id", "segment")
+MA = ("model_id", "attribute")
+MAG = ("model_id", "attribute", "group")
 
 
 @dataclass(frozen=True)
@@ -90,18 +92,40 @@ CATALOG: tuple[MetricSpec, ...] = (
         "KL(window || baseline) in nats over the PSI bins (empty bins floored at 1e-4)",
     ),
     *_drift("js_distance", "Jensen-Shannon distance, base 2, over the PSI bins"),
+    *_drift(
+        "ks_statistic",
+        "Kolmogorov-Smirnov statistic (largest CDF gap) on 100 baseline-quantile bins, numeric only",
+    ),
+    *_drift(
+        "wasserstein_normalized",
+        "Wasserstein-1 distance divided by the baseline standard deviation, from 100 baseline-quantile bins, numeric only",
+    ),
     MetricSpec(
-        "model_feature_ks_statistic",
+        "model_feature_ks_p_value",
         "gauge",
-        "Kolmogorov-Smirnov statistic of a numeric feature on 100 baseline-quantile bins.",
+        "Asymptotic two-sample KS p-value of a numeric feature; informative only, never the verdict.",
         MF,
         "drift",
     ),
     MetricSpec(
-        "model_feature_psi_threshold",
+        "model_feature_chi_square_statistic",
         "gauge",
-        "PSI a feature must exceed to count as drifted: the configured threshold or, if larger, the no-drift quantile for the window's sample size.",
+        "Pearson chi-square statistic of a categorical feature's 2 x K table (baseline categories plus other, no Yates correction).",
         MF,
+        "drift",
+    ),
+    MetricSpec(
+        "model_feature_chi_square_p_value",
+        "gauge",
+        "P-value of the chi-square test of a categorical feature; informative only, never the verdict.",
+        MF,
+        "drift",
+    ),
+    MetricSpec(
+        "model_feature_drift_threshold",
+        "gauge",
+        "Value a statistic must exceed for a drift verdict: its configured threshold or, if larger, the no-drift quantile for the window's sample size.",
+        ("model_id", "feature", "statistic"),
         "drift",
     ),
     MetricSpec(
@@ -133,6 +157,13 @@ CATALOG: tuple[MetricSpec, ...] = (
         "gauge",
         "Share of a feature's values in one PSI bin (bin named by its upper edge, or the category), for the baseline and the current window.",
         ("model_id", "feature", "bin", "window"),
+        "drift",
+    ),
+    MetricSpec(
+        "model_feature_correlation_drift",
+        "gauge",
+        "Largest absolute change of a Pearson correlation between two numeric features, window vs baseline (the pair is named in the health report).",
+        M,
         "drift",
     ),
     MetricSpec(
@@ -197,6 +228,106 @@ CATALOG: tuple[MetricSpec, ...] = (
         MS,
         "performance",
     ),
+    MetricSpec(
+        "model_fairness_demographic_parity_difference",
+        "gauge",
+        "Largest minus smallest selection rate over the compared groups of a protected attribute (drift window).",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_demographic_parity_ratio",
+        "gauge",
+        "Smallest over largest selection rate over the compared groups (drift window).",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_equalized_odds_difference",
+        "gauge",
+        "Classifier: the larger of the true- and false-positive-rate spreads over groups (performance window).",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_equal_opportunity_difference",
+        "gauge",
+        "Classifier: the true-positive-rate spread over groups (performance window).",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_error_ratio",
+        "gauge",
+        "Regression: largest over smallest group RMSE (performance window).",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_mean_prediction_ratio",
+        "gauge",
+        "Smallest over largest group mean output (drift window).",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_violation",
+        "gauge",
+        "1 if the parity ratio (demographic parity, else mean prediction) is below the four-fifths line, 0 if not; absent with fewer than two comparable groups.",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_fairness_excluded_groups",
+        "gauge",
+        "Listed groups left out of the comparison for having fewer than fairness.min_group_size predictions.",
+        MA,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_group_predictions",
+        "gauge",
+        "Predictions of a group in the drift window (group `other` pools unlisted values).",
+        MAG,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_group_selection_rate",
+        "gauge",
+        "Share of a group's predictions that are positive (classifier) or at/above fairness.regression_cutoff.",
+        MAG,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_group_mean_prediction",
+        "gauge",
+        "Mean output (score or regression value) of a group.",
+        MAG,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_group_labeled_predictions",
+        "gauge",
+        "Labelled predictions of a group in the performance window.",
+        MAG,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_group_true_positive_rate",
+        "gauge",
+        "Classifier: true-positive rate of a group.",
+        MAG,
+        "fairness",
+    ),
+    MetricSpec(
+        "model_group_false_positive_rate",
+        "gauge",
+        "Classifier: false-positive rate of a group.",
+        MAG,
+        "fairness",
+    ),
+    MetricSpec("model_group_rmse", "gauge", "Regression: RMSE of a group.", MAG, "fairness"),
+    MetricSpec("model_group_mae", "gauge", "Regression: MAE of a group.", MAG, "fairness"),
     MetricSpec(
         "model_prediction_latency_seconds",
         "histogram",

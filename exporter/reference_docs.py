@@ -20,6 +20,7 @@ GROUP_TITLES = {
     "drift": "Drift",
     "quality": "Data quality",
     "performance": "Performance",
+    "fairness": "Fairness",
     "traffic": "Traffic and labels",
     "exporter": "The exporter's own health",
 }

@@ -1,8 +1,8 @@
 """Window totals + baseline + config -> the numbers of one model. Pure.
 
 Everything the collector, the JSON API and the Python API show comes out of `build_report`, so
-the same window gives the same numbers everywhere. Adding a metric is one pure function in
-`drift/`, `performance/` or `fairness/`, one field here and one line in the collector.
+the same window gives the same numbers everywhere. The maths lives in `drift/`, `performance/`
+and `fairness/`; this module only reads the window's sums and hands them over.
 """
 
 from __future__ import annotations
@@ -12,27 +12,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exporter.baseline import Baseline, CategoricalReference, NumericReference
-from exporter.config import ModelConfig
+from exporter.baseline import OTHER, Baseline, Reference
+from exporter.config import DriftThresholds, ModelConfig
 from exporter.drift import statistical as st
+from exporter.drift.feature_drift import DriftResult, compare
+from exporter.fairness import metrics as fm
 from exporter.performance import metrics as pm
-from exporter.sufficient_stats import ALL, PREDICTION, Layout, Totals, segment_groups
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    """Drift of one distribution, window vs baseline."""
-
-    psi: float
-    kl_divergence: float
-    js_distance: float
-    ks_statistic: float | None  # numeric distributions only
-    psi_threshold: float  # effective: max(configured, no-drift quantile for n, m)
-    detected: bool | None  # None: too few rows for a verdict
-    rows: int  # window values the comparison stands on
-    bins: tuple[str, ...]  # names of the PSI bins
-    baseline_ratio: tuple[float, ...]  # share of each PSI bin, baseline
-    current_ratio: tuple[float, ...]  # share of each PSI bin, window
+from exporter.sufficient_stats import (
+    ALL,
+    PREDICTION,
+    Layout,
+    Totals,
+    model_groups,
+    numeric_names,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +45,40 @@ class FeatureReport:
 
 
 @dataclass(frozen=True)
+class CorrelationDrift:
+    largest_change: float  # max |corr_window - corr_baseline| over numeric feature pairs
+    pair: tuple[str, str]
+    rows: int  # window rows with every numeric feature present
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    predictions: int  # in the drift window
+    selection_rate: float | None  # None when "selected" is undefined (regression without cut-off)
+    mean_prediction: float
+    labeled: int  # in the performance window
+    true_positive_rate: float | None  # classifier
+    false_positive_rate: float | None  # classifier
+    rmse: float | None  # regression
+    mae: float | None  # regression
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    attribute: str
+    groups: dict[str, GroupReport]
+    compared: tuple[str, ...]  # groups large enough to compare (never "other")
+    excluded: tuple[str, ...]  # listed groups below fairness.min_group_size predictions
+    demographic_parity_difference: float | None
+    demographic_parity_ratio: float | None
+    equalized_odds_difference: float | None
+    equal_opportunity_difference: float | None
+    error_ratio: float | None  # regression: max/min group RMSE
+    mean_prediction_ratio: float  # min/max group mean output
+    violation: bool | None  # parity ratio below the four-fifths line; None: fewer than 2 groups
+
+
+@dataclass(frozen=True)
 class ModelReport:
     model_id: str
     kind: str
@@ -60,8 +87,10 @@ class ModelReport:
     performance_window_predictions: int
     features: dict[str, FeatureReport]
     prediction_drift: DriftResult | None
-    performance: dict[str, dict[str, float]]  # segment -> metric -> value
-    segment_counts: dict[str, int]  # segment -> labelled predictions
+    correlation: CorrelationDrift | None
+    performance: dict[str, dict[str, float]]  # segment or slice -> metric -> value
+    segment_counts: dict[str, int]  # segment or slice -> labelled predictions
+    fairness: dict[str, FairnessReport] = field(default_factory=dict)
     baseline_performance: dict[str, dict[str, float]] = field(default_factory=dict)
     degradation: dict[str, float] = field(default_factory=dict)  # metric -> ratio, overall
 
@@ -76,91 +105,17 @@ class ModelReport:
         return [n for n, f in self.features.items() if f.drift is not None and f.drift.detected]
 
 
-def _numeric_bin_names(ref: NumericReference) -> tuple[str, ...]:
-    """PSI bins named by their upper edge, like Prometheus `le`, with the out-of-range ends."""
-    fine_upper = np.concatenate([[ref.edges[0]], ref.edges[1:], [math.inf]])
-    names = []
-    for b in range(ref.n_psi_bins):
-        if b == 0:
-            names.append("below_baseline")
-        elif b == ref.n_psi_bins - 1:
-            names.append("above_baseline")
-        else:
-            names.append(f"le_{fine_upper[np.flatnonzero(ref.psi_bins == b).max()]:.6g}")
-    return tuple(names)
-
-
-def ks_null_quantile(n: float, m: float, alpha: float) -> float:
-    """Asymptotic two-sample KS critical value: sqrt(-ln(alpha/2)/2) * sqrt((n+m)/(n*m))."""
-    return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
-
-
-def compare(
-    ref: NumericReference | CategoricalReference,
-    current_fine: np.ndarray,
-    model: ModelConfig,
-    feature: str,
-    alpha: float,
-) -> DriftResult:
-    """All drift statistics of one distribution and the sample-size-aware verdict."""
-    thresholds = model.thresholds_for(feature) if feature in model.features else model.thresholds
-    if isinstance(ref, NumericReference):
-        expected = np.bincount(ref.psi_bins, weights=ref.counts, minlength=ref.n_psi_bins)
-        actual = np.bincount(ref.psi_bins, weights=current_fine, minlength=ref.n_psi_bins)
-        ks = st.ks_statistic(ref.counts, current_fine)
-        names = _numeric_bin_names(ref)
-    else:
-        expected, actual, ks = ref.counts, current_fine, None
-        names = (*ref.categories, "other")
-    n, m = float(actual.sum()), float(expected.sum())
-    values = {
-        "psi": st.psi(expected, actual),
-        "kl_divergence": st.kl_divergence(expected, actual),
-        "js_distance": st.js_distance(expected, actual),
-    }
-    bins = st.occupied_bins(expected, actual)
-    psi_q = st.psi_null_quantile(m, n, bins, alpha)
-    # KL ~ PSI/2 and JS divergence (bits) ~ PSI/(8 ln 2) near no drift (docs/statistics.md).
-    null = {
-        "psi": psi_q,
-        "kl_divergence": psi_q / 2,
-        "js_distance": math.sqrt(psi_q / (8 * math.log(2))),
-    }
-    if ks is not None:
-        values["ks_statistic"] = ks
-        null["ks_statistic"] = ks_null_quantile(n, m, alpha) if n > 0 else math.inf
-    detected: bool | None = None
-    if n >= model.min_samples:
-        detected = any(
-            values[metric] > max(limit, null[metric])
-            for metric, limit in thresholds.model_dump().items()
-            if limit is not None and metric in values
-        )
-    return DriftResult(
-        psi=values["psi"],
-        kl_divergence=values["kl_divergence"],
-        js_distance=values["js_distance"],
-        ks_statistic=ks,
-        psi_threshold=max(thresholds.psi if thresholds.psi is not None else math.inf, psi_q),
-        detected=detected,
-        rows=int(n),
-        bins=names,
-        baseline_ratio=tuple(st.proportions(expected).tolist()),
-        current_ratio=tuple(st.proportions(actual).tolist()),
-    )
-
-
 def _ratio(count: float, total: float) -> float:
     return count / total if total > 0 else math.nan
 
 
+def per_test_alpha(model: ModelConfig) -> float:
+    """The family-wise drift_alpha split over the features and the output (Bonferroni)."""
+    return model.drift_alpha / (len(model.features) + 1)
+
+
 def feature_report(
-    model: ModelConfig,
-    baseline: Baseline | None,
-    layout: Layout,
-    vector: np.ndarray,
-    name: str,
-    alpha: float,
+    model: ModelConfig, baseline: Baseline | None, layout: Layout, vector: np.ndarray, name: str
 ) -> FeatureReport:
     rows = layout.scalar(vector, "rows")
     ftype = model.features[name].type
@@ -183,10 +138,54 @@ def feature_report(
     )
     drift = None
     if baseline is not None:
-        drift = compare(
-            baseline.features[name], layout.read(vector, "bins", name), model, name, alpha
+        drift = _drift(
+            model, baseline.features[name], layout, vector, name, model.thresholds_for(name)
         )
     return FeatureReport(name, ftype, quality, drift)
+
+
+def _drift(
+    model: ModelConfig,
+    ref: Reference,
+    layout: Layout,
+    vector: np.ndarray,
+    key: str,
+    thresholds: DriftThresholds,
+) -> DriftResult:
+    sums = {}
+    if ("below_sum", key) in layout:
+        sums = {
+            "below_sum": layout.scalar(vector, "below_sum", key),
+            "above_sum": layout.scalar(vector, "above_sum", key),
+        }
+    return compare(
+        ref,
+        layout.read(vector, "bins", key),
+        thresholds,
+        model.min_samples,
+        per_test_alpha(model),
+        **sums,
+    )
+
+
+def correlation_drift(
+    model: ModelConfig, baseline: Baseline | None, layout: Layout, vector: np.ndarray
+) -> CorrelationDrift | None:
+    if baseline is None or ("corr_n",) not in layout or not baseline.correlation:
+        return None
+    names = numeric_names(model)
+    k = len(names)
+    current = st.correlation_from_sums(
+        layout.scalar(vector, "corr_n"),
+        layout.read(vector, "corr_sum"),
+        layout.read(vector, "corr_cross").reshape(k, k),
+    )
+    order = [baseline.correlation["features"].index(n) for n in names]
+    reference = np.asarray(baseline.correlation["matrix"])[np.ix_(order, order)]
+    change, i, j = st.largest_correlation_change(reference, current)
+    if i < 0:
+        return None
+    return CorrelationDrift(change, (names[i], names[j]), int(layout.scalar(vector, "corr_n")))
 
 
 def performance_by_segment(
@@ -217,18 +216,97 @@ def performance_by_segment(
     return out
 
 
+def _group_report(model: ModelConfig, totals: Totals, attribute: str, group: str) -> GroupReport:
+    dl, dv, pl, pv = (
+        totals.drift_layout,
+        totals.drift,
+        totals.performance_layout,
+        totals.performance,
+    )
+
+    def d(stat: str) -> float:
+        return dl.scalar(dv, stat, attribute, group)
+
+    def p(stat: str) -> float:
+        return pl.scalar(pv, stat, attribute, group)
+
+    n = d("fair_n")
+    chosen = model.kind == "binary_classification" or model.fairness.regression_cutoff is not None
+    report = {
+        "predictions": int(n),
+        "selection_rate": _ratio(d("fair_selected"), n) if chosen else None,
+        "mean_prediction": _ratio(d("fair_output"), n),
+    }
+    if model.kind == "regression":
+        labeled = p("fair_n")
+        return GroupReport(
+            **report,
+            labeled=int(labeled),
+            true_positive_rate=None,
+            false_positive_rate=None,
+            rmse=math.sqrt(_ratio(p("fair_err2"), labeled)) if labeled else math.nan,
+            mae=_ratio(p("fair_abs_err"), labeled),
+        )
+    tpr, fpr = fm.rates(*(np.array([p(f"fair_{k}")]) for k in ("tp", "fp", "fn", "tn")))
+    labeled = sum(p(f"fair_{k}") for k in ("tp", "fp", "fn", "tn"))
+    return GroupReport(
+        **report,
+        labeled=int(labeled),
+        true_positive_rate=float(tpr[0]),
+        false_positive_rate=float(fpr[0]),
+        rmse=None,
+        mae=None,
+    )
+
+
+def fairness_report(
+    model: ModelConfig, totals: Totals, attribute: str, groups: list[str]
+) -> FairnessReport:
+    reports = {g: _group_report(model, totals, attribute, g) for g in groups}
+    minimum = model.fairness.min_group_size
+    listed = [g for g in groups if g != OTHER]
+    compared = [g for g in listed if reports[g].predictions >= minimum]
+    labelled = [g for g in compared if reports[g].labeled >= minimum]
+
+    def values(attr: str, among: list[str]) -> np.ndarray:
+        return np.array([getattr(reports[g], attr) for g in among], dtype=float)
+
+    dp_diff = dp_ratio = eo = eop = err = None
+    if reports[groups[0]].selection_rate is not None:
+        dp_diff, dp_ratio = fm.demographic_parity(values("selection_rate", compared))
+    if model.kind == "binary_classification":
+        eo = fm.equalized_odds_difference(
+            values("true_positive_rate", labelled), values("false_positive_rate", labelled)
+        )
+        eop = fm.difference(values("true_positive_rate", labelled))
+    else:
+        err = fm.error_ratio(values("rmse", labelled))
+    mean_ratio = fm.ratio(values("mean_prediction", compared))
+    parity = dp_ratio if dp_ratio is not None else mean_ratio
+    return FairnessReport(
+        attribute=attribute,
+        groups=reports,
+        compared=tuple(compared),
+        excluded=tuple(g for g in listed if g not in compared),
+        demographic_parity_difference=dp_diff,
+        demographic_parity_ratio=dp_ratio,
+        equalized_odds_difference=eo,
+        equal_opportunity_difference=eop,
+        error_ratio=err,
+        mean_prediction_ratio=mean_ratio,
+        violation=None if math.isnan(parity) else parity < model.fairness.four_fifths,
+    )
+
+
 def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) -> ModelReport:
     dl, dv = totals.drift_layout, totals.drift
     pl, pv = totals.performance_layout, totals.performance
-    alpha = model.drift_alpha / (len(model.features) + 1)  # Bonferroni over features + output
-    features = {n: feature_report(model, baseline, dl, dv, n, alpha) for n in model.features}
+    features = {n: feature_report(model, baseline, dl, dv, n) for n in model.features}
     prediction = None
     if baseline is not None:
-        prediction = compare(
-            baseline.prediction, dl.read(dv, "bins", PREDICTION), model, PREDICTION, alpha
-        )
+        prediction = _drift(model, baseline.prediction, dl, dv, PREDICTION, model.thresholds)
     performance = performance_by_segment(model, pl, pv, model.min_labeled)
-    groups = [ALL] + [g for names in segment_groups(model, baseline).values() for g in names]
+    groups = model_groups(model, baseline)
     base_perf = baseline.performance if baseline is not None else {}
     overall, base_overall = performance.get(ALL, {}), base_perf.get(ALL, {})
     return ModelReport(
@@ -239,8 +317,10 @@ def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) 
         performance_window_predictions=int(pl.scalar(pv, "predictions")),
         features=features,
         prediction_drift=prediction,
+        correlation=correlation_drift(model, baseline, dl, dv),
         performance=performance,
-        segment_counts={g: int(pl.scalar(pv, "n", g)) for g in groups},
+        segment_counts={g: int(pl.scalar(pv, "n", g)) for g in groups.performance},
+        fairness={a: fairness_report(model, totals, a, gs) for a, gs in groups.fairness.items()},
         baseline_performance=base_perf,
         degradation={
             metric: pm.degradation_ratio(metric, value, base_overall[metric])

@@ -1,9 +1,10 @@
 """Mergeable sufficient statistics: the flat vectors a window bucket holds.
 
-Every statistic is a sum (a count, a sum of values, a histogram cell), so buckets merge by
-addition, shards merge by addition, and the metrics of a window are pure functions of the sum of
-its live buckets. A `Layout` names the slice of the flat vector each statistic occupies; the
-`fold_*` functions turn a batch of rows into one such vector per time bucket they touch.
+Every statistic is a sum (a count, a sum of values or of cross-products, a histogram cell), so
+buckets merge by addition, shards merge by addition, and the metrics of a window are pure
+functions of the sum of its live buckets. A `Layout` names the slice of the flat vector each
+statistic occupies; `fold_drift` and `fold_performance` turn a batch of rows into one vector
+per time bucket they touch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporter.baseline import Baseline, CategoricalReference, NumericReference, prediction_values
+from exporter.baseline import (
+    OTHER,
+    Baseline,
+    CategoricalReference,
+    NumericReference,
+    prediction_values,
+)
 from exporter.config import ModelConfig
 from exporter.rows import Rows
+from exporter.slices import Slice, resolve_all
 
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
 ALL = "all"
@@ -37,6 +45,9 @@ class Layout:
     def names(self, stat: str) -> list[str]:
         """The second key part of every `(stat, name)` statistic, in layout order."""
         return [key[1] for key in self._slices if key[0] == stat and len(key) == 2]
+
+    def __contains__(self, key: tuple[str, ...]) -> bool:
+        return key in self._slices
 
     def __getitem__(self, key: tuple[str, ...]) -> slice:
         return self._slices[key]
@@ -77,17 +88,55 @@ class Accumulator:
         cells = np.bincount(flat, weights=weights, minlength=len(self.buckets) * width)
         self.matrix[:, part] += cells.reshape(len(self.buckets), width)
 
+    def cross_products(self, key: tuple[str, ...], values: np.ndarray, mask: np.ndarray) -> None:
+        """Add X^T X of the masked rows of each bucket (a k x k block, flattened)."""
+        part = self.layout[key]
+        for row in range(len(self.buckets)):
+            x = values[(self._row == row) & mask]
+            self.matrix[row, part] += (x.T @ x).ravel()
 
-def numeric_references(baseline: Baseline | None) -> dict[str, NumericReference]:
-    if baseline is None:
-        return {}
-    refs = {n: r for n, r in baseline.features.items() if isinstance(r, NumericReference)}
-    refs[PREDICTION] = baseline.prediction
-    return refs
+
+@dataclass(frozen=True)
+class Groups:
+    """The bounded sets of label values a model's statistics are kept for."""
+
+    segments: dict[str, list[str]]  # segment column -> reported names (values + "other")
+    slices: list[Slice]
+    fairness: dict[str, list[str]]  # protected attribute -> groups (+ "other")
+
+    @property
+    def performance(self) -> list[str]:
+        return [
+            ALL,
+            *(g for names in self.segments.values() for g in names),
+            *(s.name for s in self.slices),
+        ]
+
+
+def model_groups(model: ModelConfig, baseline: Baseline | None) -> Groups:
+    segments: dict[str, list[str]] = {}
+    if baseline is not None:
+        multi = len(baseline.segments) > 1
+        for column, values in baseline.segments.items():
+            segments[column] = [f"{column}={v}" if multi else v for v in (*values, OTHER)]
+    fairness: dict[str, list[str]] = {}
+    for attribute in model.protected_attributes:
+        listed = model.fairness.groups.get(attribute)
+        if listed is None and baseline is not None:
+            by_size = baseline.groups.get(attribute, {})
+            listed = sorted(by_size, key=lambda g: (-by_size[g]["count"], g))[
+                : model.fairness.max_groups
+            ]
+        fairness[attribute] = [*(listed or []), OTHER]
+    return Groups(segments, resolve_all(model, baseline), fairness)
+
+
+def numeric_names(model: ModelConfig) -> list[str]:
+    return [n for n, f in model.features.items() if f.type == "numeric"]
 
 
 def drift_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
-    """Statistics by prediction time: drift and data quality. Bins exist only with a baseline."""
+    """Statistics by prediction time: drift, data quality, correlations, fairness of outputs."""
     layout = Layout()
     layout.add("rows")
     for name, feature in model.features.items():
@@ -95,32 +144,33 @@ def drift_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
         if feature.type == "numeric":
             layout.add("type_error", name)
             layout.add("out_of_range", name)
+            layout.add("below_sum", name)  # sum of values under the baseline minimum
+            layout.add("above_sum", name)  # sum of values over the baseline maximum
         else:
             layout.add("new_category", name)
         if baseline is not None:
             layout.add("bins", name, width=baseline.features[name].n_bins)
     if baseline is not None:
         layout.add("bins", PREDICTION, width=baseline.prediction.n_bins)
+        layout.add("below_sum", PREDICTION)
+        layout.add("above_sum", PREDICTION)
+    k = len(numeric_names(model))
+    if baseline is not None and k >= 2:
+        layout.add("corr_n")
+        layout.add("corr_sum", width=k)
+        layout.add("corr_cross", width=k * k)
+    for attribute, groups in model_groups(model, baseline).fairness.items():
+        for group in groups:
+            for stat in ("fair_n", "fair_selected", "fair_output"):
+                layout.add(stat, attribute, group)
     return layout
 
 
-def segment_groups(model: ModelConfig, baseline: Baseline | None) -> dict[str, list[str]]:
-    """Segment column -> reported segment names (values, plus "other" for the rest)."""
-    if baseline is None:
-        return {}
-    names: dict[str, list[str]] = {}
-    multi = len(baseline.segments) > 1
-    for column, values in baseline.segments.items():
-        names[column] = [f"{column}={v}" if multi else v for v in (*values, "other")]
-    return names
-
-
 def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
-    """Statistics of labelled predictions by prediction time, overall and per segment."""
+    """Statistics of labelled predictions by prediction time: per segment, slice and group."""
     layout = Layout()
     layout.add("predictions")  # all predictions, labelled or not: the label coverage denominator
-    groups = [ALL] + [g for names in segment_groups(model, baseline).values() for g in names]
-    for group in groups:
+    for group in model_groups(model, baseline).performance:
         if model.kind == "regression":
             for stat in ("n", "err", "err2", "abs_err", "y", "y2"):
                 layout.add(stat, group)
@@ -129,11 +179,60 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
                 layout.add(stat, group)
             layout.add("score_pos", group, width=SCORE_BINS)
             layout.add("score_neg", group, width=SCORE_BINS)
+    label_stats = (
+        ("fair_n", "fair_err2", "fair_abs_err")
+        if model.kind == "regression"
+        else ("fair_tp", "fair_fp", "fair_fn", "fair_tn")
+    )
+    for attribute, groups in model_groups(model, baseline).fairness.items():
+        for group in groups:
+            for stat in label_stats:
+                layout.add(stat, attribute, group)
     return layout
 
 
 def score_bin(score: np.ndarray) -> np.ndarray:
     return np.minimum((score * SCORE_BINS).astype(int), SCORE_BINS - 1)
+
+
+def selected(model: ModelConfig, rows: Rows) -> np.ndarray | None:
+    """Predicted positive (classifier) or at/above the cut-off (regression); None if undefined."""
+    if model.kind == "binary_classification":
+        assert rows.score is not None
+        return rows.score >= model.performance.classification_threshold
+    cutoff = model.fairness.regression_cutoff
+    return None if cutoff is None else rows.prediction >= cutoff
+
+
+def _group_index(values: np.ndarray, groups: list[str]) -> np.ndarray:
+    """Index of each row's group in `groups`; rows of unlisted groups go to the last ("other")."""
+    index = {g: i for i, g in enumerate(groups[:-1])}
+    return np.fromiter(
+        (index.get(v, len(groups) - 1) for v in values), dtype=int, count=len(values)
+    )
+
+
+def _fold_numeric(
+    acc: Accumulator,
+    name: str,
+    values: np.ndarray,
+    ref: NumericReference | None,
+    valid_range: tuple[float, float] | None,
+) -> None:
+    finite = np.isfinite(values)
+    if valid_range is None and ref is not None:
+        valid_range = (ref.edges[0], ref.edges[-1])
+    if valid_range is not None:
+        safe = np.where(finite, values, valid_range[0])
+        acc.count(
+            ("out_of_range", name),
+            mask=finite & ((safe < valid_range[0]) | (safe > valid_range[1])),
+        )
+    if ref is not None:
+        bins = ref.bin(np.where(finite, values, 0.0))
+        acc.count(("bins", name), bins, mask=finite)
+        acc.count(("below_sum", name), mask=finite & (bins == 0), weights=values)
+        acc.count(("above_sum", name), mask=finite & (bins == ref.n_bins - 1), weights=values)
 
 
 def fold_drift(
@@ -148,17 +247,14 @@ def fold_drift(
     for name, column in rows.numeric.items():
         acc.count(("missing", name), mask=column.missing)
         acc.count(("type_error", name), mask=column.type_error)
-        finite = np.isfinite(column.values)
         ref = baseline.features[name] if baseline is not None else None
-        valid_range = model.features[name].valid_range
-        if valid_range is None and isinstance(ref, NumericReference):
-            valid_range = (ref.edges[0], ref.edges[-1])
-        if valid_range is not None:
-            values = np.where(finite, column.values, valid_range[0])
-            outside = finite & ((values < valid_range[0]) | (values > valid_range[1]))
-            acc.count(("out_of_range", name), mask=outside)
-        if isinstance(ref, NumericReference):
-            acc.count(("bins", name), ref.bin(np.where(finite, column.values, 0.0)), mask=finite)
+        _fold_numeric(
+            acc,
+            name,
+            column.values,
+            ref if isinstance(ref, NumericReference) else None,
+            model.features[name].valid_range,
+        )
     for name, values in rows.categorical.items():
         present = values != None  # noqa: E711 - elementwise on an object array
         acc.count(("missing", name), mask=~present)
@@ -166,24 +262,49 @@ def fold_drift(
         if isinstance(ref, CategoricalReference):
             acc.count(("new_category", name), mask=present & ref.is_new(values))
             acc.count(("bins", name), ref.bin(values), mask=present)
-    if baseline is not None:
-        acc.count(("bins", PREDICTION), baseline.prediction.bin(prediction_values(rows)))
+    if baseline is None:
+        return acc
+    ref = baseline.prediction
+    output = prediction_values(rows)
+    bins = ref.bin(output)
+    acc.count(("bins", PREDICTION), bins)
+    acc.count(("below_sum", PREDICTION), mask=bins == 0, weights=output)
+    acc.count(("above_sum", PREDICTION), mask=bins == ref.n_bins - 1, weights=output)
+    if ("corr_n",) in layout:
+        names = numeric_names(model)
+        shift = np.array([baseline.features[n].mean for n in names])
+        x = np.column_stack([rows.numeric[n].values for n in names]) - shift
+        complete = np.isfinite(x).all(axis=1)
+        x = np.where(complete[:, None], x, 0.0)
+        acc.count(("corr_n",), mask=complete)
+        for j in range(len(names)):
+            acc.count(("corr_sum",), j, mask=complete, weights=x[:, j])
+        acc.cross_products(("corr_cross",), x, complete)
+    chosen = selected(model, rows)
+    for attribute, groups in model_groups(model, baseline).fairness.items():
+        index = _group_index(rows.attributes[attribute], groups)
+        for i, group in enumerate(groups):
+            mask = index == i
+            acc.count(("fair_n", attribute, group), mask=mask)
+            acc.count(("fair_output", attribute, group), mask=mask, weights=output)
+            if chosen is not None:
+                acc.count(("fair_selected", attribute, group), mask=mask & chosen)
     return acc
 
 
 def groups_of_rows(
     model: ModelConfig, baseline: Baseline | None, rows: Rows
 ) -> Iterator[tuple[str, np.ndarray | None]]:
-    """(group, row mask) for the overall group and each segment."""
+    """(group, row mask) for the overall group, each segment and each slice."""
     yield ALL, None
-    for column, names in segment_groups(model, baseline).items():
+    groups = model_groups(model, baseline)
+    for column, names in groups.segments.items():
         values = baseline.segments[column] if baseline is not None else ()
-        index = {v: i for i, v in enumerate(values)}
-        seg = np.fromiter(
-            (index.get(v, len(values)) for v in rows.segments[column]), dtype=int, count=len(rows)
-        )
+        index = _group_index(rows.segments[column], [*values, OTHER])
         for i, name in enumerate(names):
-            yield name, seg == i
+            yield name, index == i
+    for item in groups.slices:
+        yield item.name, item.mask(rows)
 
 
 def fold_performance(
@@ -208,30 +329,38 @@ def fold_performance(
             "y": y - shift,
             "y2": (y - shift) ** 2,
         }
+        per_group_stat = {"fair_n": None, "fair_err2": err * err, "fair_abs_err": np.abs(err)}
     else:
         assert rows.score is not None
         p = np.clip(rows.score, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
         predicted = rows.score >= model.performance.classification_threshold
         positive = y == 1
+        confusion = {
+            "tp": predicted & positive,
+            "fp": predicted & ~positive,
+            "fn": ~predicted & positive,
+            "tn": ~predicted & ~positive,
+        }
         per_row = {
             "n": None,
-            "tp": (predicted & positive).astype(float),
-            "fp": (predicted & ~positive).astype(float),
-            "fn": (~predicted & positive).astype(float),
-            "tn": (~predicted & ~positive).astype(float),
+            **{k: v.astype(float) for k, v in confusion.items()},
             "log_loss": -(y * np.log(p) + (1 - y) * np.log(1 - p)),
             "brier": (rows.score - y) ** 2,
         }
+        per_group_stat = {f"fair_{k}": v.astype(float) for k, v in confusion.items()}
         bins = score_bin(rows.score)
     for group, mask in groups_of_rows(model, baseline, rows):
+        in_group = np.ones(len(rows), dtype=bool) if mask is None else mask
         for stat, weights in per_row.items():
-            acc.count((stat, group), mask=mask, weights=weights)
+            acc.count((stat, group), mask=in_group, weights=weights)
         if model.kind == "binary_classification":
-            in_group = positive if mask is None else positive & mask
-            acc.count(("score_pos", group), bins, mask=in_group)
-            acc.count(
-                ("score_neg", group), bins, mask=(~positive if mask is None else ~positive & mask)
-            )
+            acc.count(("score_pos", group), bins, mask=in_group & positive)
+            acc.count(("score_neg", group), bins, mask=in_group & ~positive)
+    for attribute, groups in model_groups(model, baseline).fairness.items():
+        index = _group_index(rows.attributes[attribute], groups)
+        for i, group in enumerate(groups):
+            for stat, weights in per_group_stat.items():
+                acc.count((stat, attribute, group), mask=index == i, weights=weights)
     return acc
 
 

@@ -7,6 +7,8 @@ smoothing and log bases are spelled out in docs/statistics.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import stats
 
@@ -67,3 +69,125 @@ def psi_null_quantile(n_expected: float, n_actual: float, bins: int, alpha: floa
 def occupied_bins(expected: np.ndarray, actual: np.ndarray) -> int:
     """Bins with mass on either side: the degrees of freedom of the comparison, plus one."""
     return int(np.count_nonzero((expected > 0) | (actual > 0)))
+
+
+def _cdf_at_edges(counts: np.ndarray) -> np.ndarray:
+    """CDF at edges[0..F] of fine-bin counts laid out [underflow, F inner bins, overflow]."""
+    p = proportions(counts)
+    return p[0] + np.concatenate([[0.0], np.cumsum(p[1:-1])])
+
+
+def _abs_linear_integral(a: np.ndarray, b: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Integral of |d| over each segment where d goes linearly from a to b."""
+    same = a * b >= 0
+    total = np.abs(a) + np.abs(b)
+    crossing = np.divide(a * a + b * b, 2 * total, out=np.zeros_like(total), where=total > 0)
+    return width * np.where(same, total / 2, crossing)
+
+
+def wasserstein_binned(
+    edges: np.ndarray,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    below_sum: float = 0.0,
+    above_sum: float = 0.0,
+) -> float:
+    """Wasserstein-1 distance from fine-bin counts (same units as the feature).
+
+    Inside the baseline's range each CDF is taken as linear within a bin; outside it the window's
+    values are known through their sums (`below_sum`, `above_sum`), so those parts are exact.
+    The gap to the distance on raw values is at most `wasserstein_bin_bound`.
+    """
+    n = actual.sum()
+    if n <= 0 or expected.sum() <= 0:
+        return float("nan")
+    d = _cdf_at_edges(actual) - _cdf_at_edges(expected)
+    inner = float(np.sum(_abs_linear_integral(d[:-1], d[1:], np.diff(edges))))
+    below = actual[0] * edges[0] / n - below_sum / n
+    above = above_sum / n - actual[-1] * edges[-1] / n
+    return inner + max(0.0, below) + max(0.0, above)
+
+
+def wasserstein_bin_bound(edges: np.ndarray, expected: np.ndarray, actual: np.ndarray) -> float:
+    """Largest gap between `wasserstein_binned` and the distance on the raw values.
+
+    Within a bin of width w holding shares p (baseline) and q (window), the true CDFs differ from
+    their linear interpolations by an area of at most w*p/2 and w*q/2.
+    """
+    p, q = proportions(expected)[1:-1], proportions(actual)[1:-1]
+    return float(np.sum(np.diff(edges) * (p + q) / 2))
+
+
+def wasserstein_null_bound(
+    edges: np.ndarray, expected: np.ndarray, actual: np.ndarray, ks_critical: float
+) -> float:
+    """W1 that no-drift samples exceed with probability at most alpha (conservative).
+
+    With probability 1 - alpha the CDF gap is below the KS critical value everywhere, and it is
+    never more than F_b + F_c or (1 - F_b) + (1 - F_c); integrating that envelope bounds W1.
+    """
+    fb, fc = _cdf_at_edges(expected), _cdf_at_edges(actual)
+    envelope = np.minimum(ks_critical, np.minimum(fb + fc, 2 - fb - fc))
+    return float(np.sum(np.diff(edges) * (envelope[:-1] + envelope[1:]) / 2))
+
+
+def chi_square(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    """Pearson chi-square test of homogeneity on the 2 x K table of counts (no Yates correction).
+
+    Bins empty on both sides are dropped. Returns (statistic, p-value); informative only, never
+    the verdict on its own (large windows make every p-value small).
+    """
+    keep = (expected > 0) | (actual > 0)
+    table = np.vstack([expected[keep], actual[keep]]).astype(float)
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0
+    expected_cells = (
+        table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    )
+    statistic = float(np.sum((table - expected_cells) ** 2 / expected_cells))
+    return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
+
+
+def ks_critical(n_expected: float, n_actual: float, alpha: float) -> float:
+    """Asymptotic two-sample KS critical value: sqrt(-ln(alpha/2)/2) * sqrt((n+m)/(n*m))."""
+    if n_expected <= 0 or n_actual <= 0:
+        return float("inf")
+    return float(
+        np.sqrt(-np.log(alpha / 2) / 2) * np.sqrt((n_expected + n_actual) / (n_expected * n_actual))
+    )
+
+
+def ks_p_value(statistic: float, n_expected: float, n_actual: float) -> float:
+    """Asymptotic two-sample KS p-value (Kolmogorov distribution); informative only."""
+    if n_expected <= 0 or n_actual <= 0:
+        return float("nan")
+    effective = n_expected * n_actual / (n_expected + n_actual)
+    return float(stats.kstwobign.sf(statistic * np.sqrt(effective)))
+
+
+def correlation_from_sums(n: float, sums: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix from n, per-feature sums and the cross-product matrix.
+
+    The sums may be of values shifted by any constants (correlation does not see shifts), which
+    keeps them well conditioned. Undefined entries (a constant feature) are NaN.
+    """
+    if n < 2:
+        return np.full(cross.shape, np.nan)
+    mean = sums / n
+    cov = cross / n - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    return np.clip(corr, -1.0, 1.0)
+
+
+def largest_correlation_change(baseline: np.ndarray, current: np.ndarray) -> tuple[float, int, int]:
+    """Largest |current - baseline| over feature pairs, and the pair (i < j)."""
+    k = baseline.shape[0]
+    best, pair = math.nan, (-1, -1)
+    for i in range(k):
+        for j in range(i + 1, k):
+            change = abs(current[i, j] - baseline[i, j])
+            if math.isfinite(change) and (math.isnan(best) or change > best):
+                best, pair = change, (i, j)
+    return best, pair[0], pair[1]
