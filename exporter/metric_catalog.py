@@ -78,7 +78,7 @@ PERFORMANCE_METRICS: dict[str, str] = {
     "precision": "Precision at the configured threshold (0 when nothing is predicted positive)",
     "recall": "Recall at the configured threshold",
     "f1": "F1 score at the configured threshold",
-    "log_loss": "Log loss in nats (probabilities clipped to [1e-15, 1-1e-15])",
+    "log_loss": "Log loss in nats (probabilities clipped to [eps, 1-eps], eps = 2.2e-16 as in scikit-learn)",
     "brier_score": "Brier score: mean squared difference of probability and label",
 }
 

@@ -28,7 +28,7 @@ from exporter.slices import Slice, resolve_all
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
 ALL = "all"
 PREDICTION = "__prediction__"  # key of the model output's drift statistics
-LOG_LOSS_EPS = 1e-15  # probabilities are clipped to [eps, 1 - eps], as scikit-learn does
+LOG_LOSS_EPS = float(np.finfo(float).eps)  # clip to [eps, 1 - eps], as scikit-learn (>= 1.5) does
 
 
 class Layout:

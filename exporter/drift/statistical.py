@@ -94,8 +94,10 @@ def wasserstein_binned(
 ) -> float:
     """Wasserstein-1 distance from fine-bin counts (same units as the feature).
 
-    Inside the baseline's range each CDF is taken as linear within a bin; outside it the window's
-    values are known through their sums (`below_sum`, `above_sum`), so those parts are exact.
+    `expected` is a baseline's counts, whose out-of-range bins are empty by construction (its
+    bins span its own range). Inside that range each CDF is taken as linear within a bin; outside
+    it the window's values are known through their sums (`below_sum`, `above_sum`), so those
+    parts are exact.
     The gap to the distance on raw values is at most `wasserstein_bin_bound`.
     """
     n = actual.sum()

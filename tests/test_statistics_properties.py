@@ -1,0 +1,156 @@
+"""Property tests (hypothesis) of the statistics core: identities, signs, symmetry, merging."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from hypothesis.extra import numpy as hnp
+
+from exporter.baseline import NumericReference
+from exporter.config import parse_config
+from exporter.drift import statistical as st
+from exporter.report import build_report
+from exporter.rows import parse_rows
+from exporter.storage.prediction_store import (
+    LABEL,
+    PREDICTION,
+    attribute_key,
+    feature_key,
+    segment_key,
+)
+from exporter.sufficient_stats import (
+    Totals,
+    drift_layout,
+    fold_drift,
+    fold_performance,
+    performance_layout,
+)
+from exporter.window import capture_baseline
+from tests.conftest import REGRESSION_MODEL
+from tests.test_window_exactness import flatten
+
+counts = hnp.arrays(
+    np.float64, hs.integers(2, 30), elements=hs.integers(0, 1000).map(float)
+).filter(lambda a: a.sum() > 0)
+
+
+SETTINGS = settings(max_examples=200, deadline=None)
+
+
+@SETTINGS
+@given(counts)
+def test_divergences_vanish_on_identical_distributions(a: np.ndarray) -> None:
+    for divergence in (st.psi, st.kl_divergence, st.js_distance, st.ks_statistic):
+        assert divergence(a, a) == pytest.approx(0.0, abs=1e-12)
+    # The same shape at another sample size is the same distribution.
+    assert st.psi(a, 3 * a) == pytest.approx(0.0, abs=1e-12)
+    edges = np.arange(len(a) - 1, dtype=float)
+    assert st.wasserstein_binned(edges, a, a) == pytest.approx(0.0, abs=1e-12)
+
+
+@SETTINGS
+@given(hs.data())
+def test_divergences_are_non_negative_and_symmetric_where_defined(data: hs.DataObject) -> None:
+    a = data.draw(counts)
+    b = data.draw(
+        hnp.arrays(np.float64, len(a), elements=hs.integers(0, 1000).map(float)).filter(
+            lambda x: x.sum() > 0
+        )
+    )
+    for divergence in (st.psi, st.kl_divergence, st.js_distance, st.ks_statistic):
+        assert divergence(a, b) >= -1e-12
+    assert st.psi(a, b) == pytest.approx(st.psi(b, a), rel=1e-9, abs=1e-12)
+    assert st.js_distance(a, b) == pytest.approx(st.js_distance(b, a), rel=1e-9, abs=1e-12)
+    assert st.ks_statistic(a, b) == pytest.approx(st.ks_statistic(b, a), abs=1e-12)
+    assert 0.0 <= st.js_distance(a, b) <= 1.0 + 1e-12
+    # Wasserstein on baseline-shaped counts: nothing outside the edges (the baseline's own range).
+    inner_a, inner_b = a.copy(), b.copy()
+    inner_a[[0, -1]] = inner_b[[0, -1]] = 0
+    if inner_a.sum() > 0 and inner_b.sum() > 0:
+        edges = np.cumsum(
+            data.draw(hnp.arrays(np.float64, len(a) - 1, elements=hs.floats(0.01, 10)))
+        )
+        w = st.wasserstein_binned(edges, inner_a, inner_b)
+        assert w >= 0
+        assert w == pytest.approx(
+            st.wasserstein_binned(edges, inner_b, inner_a), rel=1e-9, abs=1e-12
+        )
+    statistic, p_value = st.chi_square(a, b)
+    assert statistic >= 0 and 0 <= p_value <= 1
+
+
+def _rows(model, rng: np.random.Generator, n: int):
+    tier = rng.choice(["gold", "silver", "bronze"], n)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            PREDICTION: rng.normal(10, 3, n),
+            LABEL: rng.normal(10, 3, n),
+            feature_key("x1"): np.where(rng.random(n) < 0.05, np.nan, rng.normal(0, 1, n)),
+            feature_key("x2"): rng.exponential(2, n),
+            feature_key("color"): rng.choice(["red", "green", "blue", "mauve", None], n),
+            segment_key("tier"): tier,
+            attribute_key("tier"): tier,
+        }
+    )
+    return parse_rows(frame, model, pd.Series(np.zeros(n)), label="optional")[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=hs.integers(0, 2**32 - 1), buckets=hs.integers(1, 12))
+def test_merging_buckets_equals_computing_on_all_rows(seed: int, buckets: int) -> None:
+    model = parse_config(
+        {
+            "models": [
+                {
+                    **REGRESSION_MODEL,
+                    "protected_attributes": ["tier"],
+                    "slices": [{"name": "big_x2", "where": "x2 > baseline.p90"}],
+                }
+            ]
+        }
+    ).models[0]
+    rng = np.random.default_rng(seed)
+    baseline = capture_baseline(model, _rows(model, rng, 500))
+    rows = _rows(model, rng, 300)
+    split = rng.integers(0, buckets, len(rows))  # any assignment of rows to buckets
+    dl, pl = drift_layout(model, baseline), performance_layout(model, baseline)
+    merged = Totals(
+        dl,
+        fold_drift(dl, model, baseline, rows, split).matrix.sum(axis=0),
+        pl,
+        fold_performance(pl, model, baseline, rows, split).matrix.sum(axis=0),
+    )
+    together = np.zeros(len(rows), dtype=np.int64)
+    whole = Totals(
+        dl,
+        fold_drift(dl, model, baseline, rows, together).matrix[0],
+        pl,
+        fold_performance(pl, model, baseline, rows, together).matrix[0],
+    )
+    np.testing.assert_allclose(merged.drift, whole.drift, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(merged.performance, whole.performance, rtol=1e-12, atol=1e-9)
+    a = flatten(dataclasses.asdict(build_report(model, baseline, merged)))
+    b = flatten(dataclasses.asdict(build_report(model, baseline, whole)))
+    assert a.keys() == b.keys()
+    for key, value in b.items():
+        expected = (
+            pytest.approx(value, rel=1e-9, abs=1e-9, nan_ok=True)
+            if isinstance(value, float)
+            else value
+        )
+        assert a[key] == expected, key
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.float64, hs.integers(5, 400), elements=hs.floats(-1e6, 1e6)))
+def test_baseline_bins_hold_every_baseline_value(values: np.ndarray) -> None:
+    ref = NumericReference.capture(values)
+    assert ref.counts.sum() == len(values)
+    assert ref.counts[0] == 0 and ref.counts[-1] == 0
+    assert np.all(np.diff(ref.psi_bins) >= 0)
