@@ -304,7 +304,7 @@ class ModelConfig(_Strict):
         30, ge=1, description="Fewer labelled rows give no performance numbers."
     )
     drift_alpha: float = Field(
-        0.01,
+        0.005,
         gt=0,
         lt=1,
         description="Chance that a window without drift gets any drift verdict "
@@ -367,9 +367,9 @@ class ModelConfig(_Strict):
     def feature_column(self, name: str) -> str:
         return self.features[name].column or name
 
-    def thresholds_for(self, feature: str) -> DriftThresholds:
-        """The model's thresholds with the feature's overrides laid over them."""
-        override = self.feature_thresholds.get(feature)
+    def thresholds_for(self, feature: str | None) -> DriftThresholds:
+        """The model's thresholds with the feature's overrides laid over them (None: the output)."""
+        override = self.feature_thresholds.get(feature) if feature is not None else None
         if override is None:
             return self.thresholds
         return self.thresholds.model_copy(update=override.model_dump(exclude_unset=True))

@@ -110,8 +110,13 @@ def _ratio(count: float, total: float) -> float:
 
 
 def per_test_alpha(model: ModelConfig) -> float:
-    """The family-wise drift_alpha split over the features and the output (Bonferroni)."""
-    return model.drift_alpha / (len(model.features) + 1)
+    """The family-wise drift_alpha split (Bonferroni) over every test a window gets: each
+    configured statistic of each feature and of the output."""
+    statistics = max(
+        sum(v is not None for v in model.thresholds_for(f).model_dump().values())
+        for f in [*model.features, None]
+    )
+    return model.drift_alpha / ((len(model.features) + 1) * max(statistics, 1))
 
 
 def feature_report(

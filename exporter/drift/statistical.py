@@ -7,6 +7,7 @@ smoothing and log bases are spelled out in docs/statistics.md.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -15,44 +16,111 @@ from scipy import stats
 EPSILON = 1e-4  # floor for empty bins in PSI and KL, before renormalising (docs/statistics.md)
 
 
+def _out(value: np.ndarray) -> float | np.ndarray:
+    """A float for one distribution, an array for a stack of them (rows)."""
+    return float(value) if np.ndim(value) == 0 else value
+
+
 def proportions(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum()
-    return counts / total if total > 0 else np.zeros_like(counts, dtype=float)
+    """Counts -> shares along the last axis (all zeros where there are no counts)."""
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
 
 
 def smoothed(counts: np.ndarray, eps: float = EPSILON) -> np.ndarray:
     """Proportions with empty bins floored at `eps`, renormalised to sum to 1."""
     p = np.maximum(proportions(counts), eps)
-    return p / p.sum()
+    return p / p.sum(axis=-1, keepdims=True)
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def psi(expected: np.ndarray, actual: np.ndarray) -> float | np.ndarray:
     """Population stability index: sum (a - e) ln(a / e) over smoothed proportions. Symmetric."""
     e, a = smoothed(expected), smoothed(actual)
-    return float(np.sum((a - e) * np.log(a / e)))
+    return _out(np.sum((a - e) * np.log(a / e), axis=-1))
 
 
-def kl_divergence(expected: np.ndarray, actual: np.ndarray) -> float:
+def kl_divergence(expected: np.ndarray, actual: np.ndarray) -> float | np.ndarray:
     """KL(actual || expected) in nats over smoothed proportions: the surprise of the window."""
     e, a = smoothed(expected), smoothed(actual)
-    return float(np.sum(a * np.log(a / e)))
+    return _out(np.sum(a * np.log(a / e), axis=-1))
 
 
-def js_distance(expected: np.ndarray, actual: np.ndarray) -> float:
+def js_distance(expected: np.ndarray, actual: np.ndarray) -> float | np.ndarray:
     """Jensen-Shannon distance, base 2 (so it lies in [0, 1]); needs no smoothing."""
     e, a = proportions(expected), proportions(actual)
     m = (e + a) / 2
 
-    def half(p: np.ndarray) -> float:
-        nz = p > 0
-        return float(np.sum(p[nz] * np.log2(p[nz] / m[nz])))
+    def half(p: np.ndarray) -> np.ndarray:
+        ratio = np.divide(p, m, out=np.ones_like(p), where=p > 0)
+        return np.sum(p * np.log2(ratio), axis=-1)
 
-    return float(np.sqrt(max(0.0, (half(e) + half(a)) / 2)))
+    return _out(np.sqrt(np.maximum(0.0, (half(e) + half(a)) / 2)))
 
 
 def ks_statistic(expected: np.ndarray, actual: np.ndarray) -> float:
     """Largest gap between the two CDFs at the bin edges (exact for the binned data)."""
     return float(np.max(np.abs(np.cumsum(proportions(expected)) - np.cumsum(proportions(actual)))))
+
+
+SIMULATE_BELOW = 1000  # windows smaller than this get simulated no-drift quantiles
+SIMULATION_DRAWS = 20_000
+_DIVERGENCES = {"psi": psi, "kl_divergence": kl_divergence, "js_distance": js_distance}
+
+
+def simulation_size(n: float) -> int:
+    """Window sizes on a 5% geometric grid, rounded down (fewer rows, a larger quantile: the
+    conservative side), so simulations are shared by nearby sizes."""
+    return max(1, math.floor(1.05 ** math.floor(math.log(max(n, 1.0)) / math.log(1.05) + 1e-9)))
+
+
+def tail_quantile(values: np.ndarray, alpha: float, tail_share: float = 0.01) -> float:
+    """The (1 - alpha) quantile of a sample, with an exponential fit beyond its top `tail_share`.
+
+    Peaks over threshold: above u (the 1 - tail_share quantile) the excesses are taken as
+    exponential with their observed mean, so q = u + mean_excess * ln(tail_share / alpha). This
+    uses hundreds of points instead of the handful beyond a 1e-4 quantile; for chi-square-like
+    tails (hazard rising towards its limit) it errs on the large, conservative side.
+    """
+    if alpha >= tail_share:
+        return float(np.quantile(values, 1 - alpha))
+    u = float(np.quantile(values, 1 - tail_share))
+    excess = values[values > u] - u
+    if len(excess) == 0:
+        return u
+    return u + float(excess.mean()) * math.log(tail_share / alpha)
+
+
+def _multinomial_like(rng: np.random.Generator, m: float, p: np.ndarray, size: int) -> np.ndarray:
+    """Counts with the multinomial's mean and covariance m(diag(p) - pp'), drawn as Gaussians.
+
+    For the large baseline side only: exact multinomial draws cost ~1 us each, whatever m.
+    """
+    z = rng.standard_normal((size, len(p))) * np.sqrt(m * p)
+    return np.maximum(m * p + z - np.outer(z.sum(axis=1), p), 0.0)
+
+
+@functools.lru_cache(maxsize=4096)
+def simulated_null_quantile(
+    expected: tuple[float, ...], n_actual: int, alpha: float, statistic: str
+) -> float:
+    """No-drift (1 - alpha) quantile of PSI, KL or JS for a window of `n_actual` rows.
+
+    Baselines and windows are drawn from the baseline's own shares (the window exactly, as a
+    multinomial; the baseline of m rows by its Gaussian approximation), SIMULATION_DRAWS times,
+    and the statistic computed exactly as for real data. A bin empty in the baseline (out of its
+    range, or a category it never saw) gets one pseudo-count: beyond the extremes of m samples
+    lies 1/(m+1) of a continuous population (rule of succession). Seeded by the inputs, so a
+    window always gets the same verdict; memoised, so a scrape pays once per (distribution,
+    window size on the grid, statistic): about 25 ms.
+    """
+    counts = np.asarray(expected)
+    m = counts.sum()
+    p = np.maximum(counts, 1.0) / np.maximum(counts, 1.0).sum()
+    rng = np.random.default_rng([n_actual, len(counts), int(m)])
+    base = _multinomial_like(rng, m, p, SIMULATION_DRAWS)
+    window = rng.multinomial(n_actual, p, size=SIMULATION_DRAWS)
+    return tail_quantile(_DIVERGENCES[statistic](base, window), alpha)
 
 
 def psi_null_quantile(n_expected: float, n_actual: float, bins: int, alpha: float) -> float:
