@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.drift.feature_drift import DriftResult
 from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS, MetricSpec
+from exporter.monitors import health
 from exporter.refresher import ModelRefresher
 from exporter.report import FairnessReport, FeatureReport, ModelReport
 from exporter.rows import REJECT_REASONS
@@ -158,6 +159,15 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
         )
 
 
+def _verdict_samples(out: _Families, refresher: ModelRefresher) -> None:
+    m = refresher.model.model_id
+    status = health.status_of(refresher.findings)
+    out.family("model_health_status").add_metric([m], {s: s == status for s in health.STATUSES})
+    if refresher.decision is not None:
+        out.add("model_retraining_recommended", [m], refresher.decision.should_retrain)
+        out.add("model_retraining_urgency", [m], refresher.decision.urgency_level)
+
+
 class ModelCollector(Collector):
     """Refreshes every model (sharing refreshes with concurrent scrapes), then reports."""
 
@@ -179,4 +189,5 @@ class ModelCollector(Collector):
             _status_samples(out, refresher)
             if refresher.report is not None:
                 _report_samples(out, refresher.report)
+                _verdict_samples(out, refresher)
         yield from out

@@ -261,6 +261,53 @@ class FairnessConfig(_Strict):
     )
 
 
+class QualityThresholds(_Strict):
+    """Data-quality ratios above which the health report raises a `data_quality` finding."""
+
+    missing_ratio: float = Field(
+        0.1, ge=0, le=1, description="Share of rows with the feature missing."
+    )
+    type_error_ratio: float = Field(
+        0.01, ge=0, le=1, description="Share of rows with a non-number."
+    )
+    out_of_range_ratio: float = Field(0.05, ge=0, le=1, description="Share of values out of range.")
+    new_category_ratio: float = Field(0.05, ge=0, le=1, description="Share of unseen categories.")
+
+
+class RetrainingConfig(_Strict):
+    """Explicit retraining triggers (docs/retraining.md)."""
+
+    important_features: list[str] | None = Field(
+        None, description="Features whose drift counts towards retraining (default: all)."
+    )
+    drifted_share: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of the important features drifting that asks for "
+        "retraining (medium urgency).",
+    )
+    prediction_drift: bool = Field(
+        True, description="Drift of the output asks for retraining (medium)."
+    )
+    fairness_violation: bool = Field(
+        True, description="A fairness violation asks for retraining (medium)."
+    )
+    min_label_coverage: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Below this label coverage, drift without performance "
+        "evidence is a `low` urgency reason: too few labels to judge.",
+    )
+    cooldown: Duration = Field(
+        86400, description="After a recorded retraining, only high urgency recommends another."
+    )
+    recommend_from: Literal["low", "medium", "high"] = Field(
+        "medium", description="Lowest urgency at which `should_retrain` is true."
+    )
+
+
 class ModelConfig(_Strict):
     model_id: str = Field(description="Label value `model_id` on every series of this model.")
     kind: Literal["regression", "binary_classification"] = Field(
@@ -279,6 +326,8 @@ class ModelConfig(_Strict):
         default_factory=list, description="Columns of protected attributes, for fairness."
     )
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    quality: QualityThresholds = Field(default_factory=QualityThresholds)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     drift_window: WindowConfig = Field(
         default_factory=lambda: WindowConfig(length=3600, bucket=60),
         description="Window for drift and data quality (default 1h in 1m buckets).",
@@ -352,6 +401,11 @@ class ModelConfig(_Strict):
         names = [s.name for s in self.slices]
         if len(set(names)) != len(names):
             raise ValueError("slice names must be unique")
+        important = set(self.retraining.important_features or []) - set(self.features)
+        if important:
+            raise ValueError(
+                f"retraining.important_features names {sorted(important)}, not in `features`"
+            )
         stray = set(self.fairness.groups) - set(self.protected_attributes)
         if stray:
             raise ValueError(
@@ -401,6 +455,11 @@ class ExporterConfig(_Strict):
         1.0,
         description="Rows newer than now minus this are left for the next scrape, so "
         "transactions still committing are not skipped.",
+    )
+    history_interval: Duration = Field(
+        300,
+        description="How often each model's summary is written to the metrics store "
+        "(history without Prometheus).",
     )
     latency_buckets: list[float] = Field(
         default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],

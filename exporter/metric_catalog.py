@@ -378,6 +378,27 @@ CATALOG: tuple[MetricSpec, ...] = (
         "traffic",
     ),
     MetricSpec(
+        "model_health_status",
+        "stateset",
+        "Health of the model: healthy, warning (a medium finding) or critical (a high finding); the findings are in /api/v1/models/<id>/health.",
+        M,
+        "health",
+    ),
+    MetricSpec(
+        "model_retraining_recommended",
+        "gauge",
+        "1 if the retraining triggers recommend retraining now (docs/retraining.md), else 0.",
+        M,
+        "health",
+    ),
+    MetricSpec(
+        "model_retraining_urgency",
+        "gauge",
+        "Urgency of retraining: 0 none, 1 low, 2 medium, 3 high.",
+        M,
+        "health",
+    ),
+    MetricSpec(
         "model_baseline",
         "info",
         "The baseline in use: version, capture time and source.",

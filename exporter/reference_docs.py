@@ -21,6 +21,7 @@ GROUP_TITLES = {
     "quality": "Data quality",
     "performance": "Performance",
     "fairness": "Fairness",
+    "health": "Health and retraining",
     "traffic": "Traffic and labels",
     "exporter": "The exporter's own health",
 }

@@ -9,6 +9,7 @@ resumes where the last good one stopped: nothing is lost or counted twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -23,9 +24,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from exporter.baseline import Baseline
 from exporter.config import ExporterConfig, ModelConfig
+from exporter.monitors import health
+from exporter.monitors.retraining_scheduler import (
+    DECISION_ACTION,
+    RETRAINED_ACTION,
+    Evidence,
+    RetrainingDecision,
+    decide,
+)
 from exporter.report import ModelReport, build_report
 from exporter.rows import Rejections, parse_rows
+from exporter.storage import audit
 from exporter.storage.baseline_store import BaselineStore
+from exporter.storage.metrics_store import MetricsStore
 from exporter.storage.prediction_store import ARRIVAL, ID, TS, Cursor, ModelSource
 from exporter.window import ModelWindow
 
@@ -76,6 +87,12 @@ class ModelRefresher:
         self.baseline: Baseline | None = None
         self.window: ModelWindow | None = None
         self.report: ModelReport | None = None
+        self.findings: list[health.Finding] = []
+        self.decision: RetrainingDecision | None = None
+        self.engine = engine
+        self.history = MetricsStore(engine)
+        self._last_decision: tuple[bool, str] | None = None
+        self._last_history: float | None = None
         self._lock = threading.Lock()
         self._last_attempt: float | None = None
         self._predictions = _Stream(0.0)
@@ -132,8 +149,48 @@ class ModelRefresher:
         elif self.model.source.labels is not None:
             self.status.source_up["labels"] = True
         self.report = build_report(self.model, self.baseline, self.window.totals(now))
+        self.findings = health.findings(self.model, self.report)
+        self.decision = decide(
+            self.model,
+            Evidence.from_report(self.report),
+            audit.last_action(self.engine, self.model.model_id, RETRAINED_ACTION),
+            now,
+        )
+        self._record(now)
         self.status.up = True
         self.status.last_success = now
+
+    def _record(self, now: float) -> None:
+        """Audit a changed retraining decision; write the summary to history at its cadence."""
+        assert self.report is not None and self.decision is not None
+        key = (self.decision.should_retrain, self.decision.urgency)
+        if key != self._last_decision:
+            audit.record(
+                self.engine, self.model.model_id, DECISION_ACTION, self.decision.to_json(), at=now
+            )
+            self._last_decision = key
+        if (
+            self._last_history is not None
+            and now - self._last_history < self.settings.history_interval
+        ):
+            return
+        self._last_history = now
+        at = dt.datetime.fromtimestamp(now, dt.UTC)
+        for segment, values in self.report.performance.items():
+            self.history.store_metrics(self.model.model_id, values, at, segment=segment)
+        summary = {
+            "window_predictions": self.report.window_predictions,
+            "label_coverage": self.report.label_coverage,
+            "drifted_features": len(self.report.drifted_features),
+            "health_status": health.STATUSES.index(health.status_of(self.findings)),
+            "retraining_urgency": self.decision.urgency_level,
+            **{
+                f"psi:{n}": f.drift.psi
+                for n, f in self.report.features.items()
+                if f.drift is not None
+            },
+        }
+        self.history.store_metrics(self.model.model_id, summary, at, segment="model")
 
     def _ensure_window(self, now: float) -> None:
         """Build the window on first use and whenever a newer baseline has been captured."""
