@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import gzip
 
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
 from exporter.collector import ModelCollector
 from exporter.config import Config
+from exporter.monitors import health
 from exporter.service import MonitorService
 from exporter.web_config import BasicAuth, WebConfig
 
 LANDING = """<!doctype html><html><head><title>model-monitor</title></head><body>
 <h1>model-monitor</h1><p>Prometheus exporter for {n} models: {models}.</p>
-<ul><li><a href="metrics">metrics</a></li><li><a href="-/healthy">healthy</a></li>
+<ul><li><a href="metrics">metrics</a></li><li><a href="api/v1/models">models (JSON)</a></li>
+<li><a href="-/healthy">healthy</a></li>
 <li><a href="-/ready">ready</a></li></ul></body></html>"""
 
 
@@ -67,6 +69,43 @@ def create_app(
         if service.ready:
             return Response("Ready\n", 200, {"Content-Type": "text/plain"})
         return Response("Rebuilding windows from the store\n", 503, {"Content-Type": "text/plain"})
+
+    @app.get("/api/v1/models")
+    def models() -> Response:
+        return jsonify(
+            {
+                "models": [
+                    {
+                        "model_id": model_id,
+                        "kind": r.model.kind,
+                        "up": r.status.up,
+                        "status": health.status_of(r.findings) if r.report is not None else None,
+                        "baseline_version": r.baseline.version if r.baseline is not None else None,
+                    }
+                    for model_id, r in service.refreshers.items()
+                ]
+            }
+        )
+
+    @app.get("/api/v1/models/<model_id>/health")
+    def model_health(model_id: str) -> Response:
+        """The seed's health report for the live window (the numbers /metrics shows)."""
+        refresher = service.refreshers.get(model_id)
+        if refresher is None:
+            return jsonify(
+                {"error": f"unknown model {model_id!r}", "models": list(service.refreshers)}
+            ), 404
+        if service.ready:
+            refresher.refresh()
+        if refresher.report is None:
+            return jsonify({"error": "the window is not built yet", "model_id": model_id}), 503
+        decision = refresher.decision.to_json() if refresher.decision is not None else None
+        body = health.health_json(refresher.model, refresher.report, refresher.findings, decision)
+        body["exporter"] = {
+            "up": refresher.status.up,
+            "last_refresh": refresher.status.last_success,
+        }
+        return jsonify(body)
 
     @app.get("/")
     def landing() -> Response:

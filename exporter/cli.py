@@ -125,7 +125,12 @@ def _simulator(config: Config, rate: float, label_delay: tuple[float, float]):
     from exporter.simulator import GENERATORS, LabelDelay, Simulator
 
     logger = PredictionLogger(config)
-    models = {m.model_id: m.model_id for m in config.models if m.model_id in GENERATORS}
+    models = {
+        name: m.model_id
+        for m in config.models
+        for name in GENERATORS
+        if m.model_id.startswith(name)
+    }
     if not models:
         raise ConfigError(
             f"the simulator knows the models {sorted(GENERATORS)}; none is in the config"

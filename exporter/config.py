@@ -26,6 +26,7 @@ from pydantic import (
 
 CONFIG_ENV = "MODEL_MONITOR_CONFIG"
 STORE_URL_ENV = "MODEL_MONITOR_STORE_URL"
+ALERTMANAGER_URL_ENV = "MODEL_MONITOR_ALERTMANAGER_URL"
 DEFAULT_CONFIG_PATH = Path("model-monitor.yml")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
@@ -474,9 +475,23 @@ class ExporterConfig(_Strict):
         return value
 
 
+class AlertingConfig(_Strict):
+    """Where `AlertManager.send_alert` (the Python API) posts alerts."""
+
+    alertmanager_url: str = Field(
+        "http://127.0.0.1:9093",
+        description=f"Alertmanager base URL; `{ALERTMANAGER_URL_ENV}` overrides it.",
+    )
+    timeout: Duration = Field(5.0, description="Give up on Alertmanager after this long.")
+    resolve_after: Duration = Field(
+        3600, description="endsAt of alerts sent from the Python API: they resolve unless re-sent."
+    )
+
+
 class Config(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     models: list[ModelConfig] = Field(description="The models to monitor.")
 
     @model_validator(mode="after")

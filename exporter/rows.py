@@ -188,3 +188,47 @@ def parse_rows(
         label=labels,
     )
     return rows.take(ok), rejections
+
+
+def from_dataframe(
+    model: ModelConfig,
+    data: pd.DataFrame,
+    predictions: object,
+    actuals: object | None = None,
+    scores: object | None = None,
+) -> Rows:
+    """Rows from a notebook's DataFrame of features (by feature or column name) and arrays.
+
+    Segment and protected-attribute columns are taken from `data` when present. For a classifier,
+    `predictions` may be the probabilities themselves (then the class is derived with the
+    configured threshold) or classes with the probabilities in `scores`.
+    """
+    n = len(data)
+    values = np.asarray(predictions, dtype=float)
+    if model.kind == "binary_classification" and scores is None:
+        scores, values = (
+            values,
+            (values >= model.performance.classification_threshold).astype(float),
+        )
+
+    def column(name: str, mapped: str | None = None) -> object:
+        for key in (name, mapped):
+            if key is not None and key in data:
+                return data[key].to_numpy()
+        return np.full(n, None, dtype=object)
+
+    frame = pd.DataFrame({ID: np.arange(n), PREDICTION: values})
+    if scores is not None:
+        frame[SCORE] = np.asarray(scores, dtype=float)
+    if actuals is not None:
+        frame[LABEL] = np.asarray(actuals, dtype=float)
+    for name in model.features:
+        frame[feature_key(name)] = column(name, model.feature_column(name))
+    for segment in model.segments:
+        frame[segment_key(segment.column)] = column(segment.column)
+    for attribute in model.protected_attributes:
+        frame[attribute_key(attribute)] = column(attribute)
+    rows, _ = parse_rows(
+        frame, model, pd.Series(np.zeros(n)), label="none" if actuals is None else "optional"
+    )
+    return rows

@@ -372,3 +372,19 @@ class Totals:
     drift: np.ndarray
     performance_layout: Layout
     performance: np.ndarray
+
+
+def totals_of(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> Totals:
+    """All rows as one bucket: a batch job's or notebook's window (labelled rows: performance)."""
+    dl, pl = drift_layout(model, baseline), performance_layout(model, baseline)
+    one = np.zeros(len(rows), dtype=np.int64)
+    performance = np.zeros(pl.size)
+    if rows.label is not None:
+        labelled = np.isfinite(rows.label)
+        performance = fold_performance(
+            pl, model, baseline, rows.take(labelled), one[labelled]
+        ).matrix.sum(axis=0)
+        performance[pl["predictions",]] = len(rows)
+    return Totals(
+        dl, fold_drift(dl, model, baseline, rows, one).matrix.sum(axis=0), pl, performance
+    )

@@ -21,7 +21,7 @@ def _raw(**changes):
 @pytest.mark.parametrize("path", ["model-monitor.yml", "examples/demo.yml"])
 def test_shipped_configs_are_valid(path: str) -> None:
     config = load_config(ROOT / path)
-    assert {m.model_id for m in config.models} == {"ad_score", "account_health"}
+    assert {m.model_id for m in config.models} == {"ad_score_model_v1", "account_health_model_v1"}
 
 
 @pytest.mark.parametrize(

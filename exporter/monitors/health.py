@@ -135,14 +135,14 @@ def status_of(found: list[Finding]) -> str:
     return STATUSES[worst]
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN: undefined numbers become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -232,4 +232,4 @@ def health_json(
     }
     if retraining is not None:
         body["retraining"] = retraining
-    return _clean(body)
+    return json_safe(body)
