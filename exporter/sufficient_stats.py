@@ -235,6 +235,28 @@ def _fold_numeric(
         acc.count(("above_sum", name), mask=finite & (bins == ref.n_bins - 1), weights=values)
 
 
+def _fold_output_and_correlations(
+    acc: Accumulator, model: ModelConfig, baseline: Baseline, rows: Rows, output: np.ndarray
+) -> None:
+    """The statistics that need a baseline: the output's bins and the correlation sums."""
+    layout = acc.layout
+    ref = baseline.prediction
+    bins = ref.bin(output)
+    acc.count(("bins", PREDICTION), bins)
+    acc.count(("below_sum", PREDICTION), mask=bins == 0, weights=output)
+    acc.count(("above_sum", PREDICTION), mask=bins == ref.n_bins - 1, weights=output)
+    if ("corr_n",) in layout:
+        names = numeric_names(model)
+        shift = np.array([baseline.features[n].mean for n in names])
+        x = np.column_stack([rows.numeric[n].values for n in names]) - shift
+        complete = np.isfinite(x).all(axis=1)
+        x = np.where(complete[:, None], x, 0.0)
+        acc.count(("corr_n",), mask=complete)
+        for j in range(len(names)):
+            acc.count(("corr_sum",), j, mask=complete, weights=x[:, j])
+        acc.cross_products(("corr_cross",), x, complete)
+
+
 def fold_drift(
     layout: Layout,
     model: ModelConfig,
@@ -262,24 +284,9 @@ def fold_drift(
         if isinstance(ref, CategoricalReference):
             acc.count(("new_category", name), mask=present & ref.is_new(values))
             acc.count(("bins", name), ref.bin(values), mask=present)
-    if baseline is None:
-        return acc
-    ref = baseline.prediction
     output = prediction_values(rows)
-    bins = ref.bin(output)
-    acc.count(("bins", PREDICTION), bins)
-    acc.count(("below_sum", PREDICTION), mask=bins == 0, weights=output)
-    acc.count(("above_sum", PREDICTION), mask=bins == ref.n_bins - 1, weights=output)
-    if ("corr_n",) in layout:
-        names = numeric_names(model)
-        shift = np.array([baseline.features[n].mean for n in names])
-        x = np.column_stack([rows.numeric[n].values for n in names]) - shift
-        complete = np.isfinite(x).all(axis=1)
-        x = np.where(complete[:, None], x, 0.0)
-        acc.count(("corr_n",), mask=complete)
-        for j in range(len(names)):
-            acc.count(("corr_sum",), j, mask=complete, weights=x[:, j])
-        acc.cross_products(("corr_cross",), x, complete)
+    if baseline is not None:
+        _fold_output_and_correlations(acc, model, baseline, rows, output)
     chosen = selected(model, rows)
     for attribute, groups in model_groups(model, baseline).fairness.items():
         index = _group_index(rows.attributes[attribute], groups)

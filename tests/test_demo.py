@@ -14,7 +14,11 @@ from tests.servers import free_port, model_monitor, stop, wait_for
 from tests.test_bad_input import _metric
 
 FIRST_FAMILIES = {
-    "ad_score_model_v1": ["model_performance_rmse", "model_performance_mae", "model_performance_r2"],
+    "ad_score_model_v1": [
+        "model_performance_rmse",
+        "model_performance_mae",
+        "model_performance_r2",
+    ],
     "account_health_model_v1": ["model_performance_roc_auc", "model_performance_accuracy"],
 }
 COMMON = [
@@ -32,7 +36,14 @@ COMMON = [
     "model_baseline_info",
 ]
 FEATURES = {
-    "ad_score_model_v1": ["ctr_history", "ad_length", "sentiment_score", "bid", "placement", "device"],
+    "ad_score_model_v1": [
+        "ctr_history",
+        "ad_length",
+        "sentiment_score",
+        "bid",
+        "placement",
+        "device",
+    ],
     "account_health_model_v1": ["spend_trend", "days_since_login", "support_tickets", "plan"],
 }
 
@@ -78,7 +89,9 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
 
         def drift_seen() -> bool:
             verdicts = _verdicts(requests.get(url, timeout=5).text)
-            return all(verdicts[f"{m}_model_v1"][f] == 1 for m, fs in DRIFTED_FEATURES.items() for f in fs)
+            return all(
+                verdicts[f"{m}_model_v1"][f] == 1 for m, fs in DRIFTED_FEATURES.items() for f in fs
+            )
 
         wait_for(drift_seen, 200, "the drift verdicts of the drifted features")
         verdicts = _verdicts(requests.get(url, timeout=5).text)
