@@ -14,6 +14,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.config import ModelConfig
 from exporter.drift.feature_drift import DriftResult
 from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS, MetricSpec
 from exporter.monitors import health
@@ -127,8 +128,21 @@ def _report_samples(out: _Families, report: ModelReport) -> None:
     out.add("model_label_coverage_ratio", [m], report.label_coverage)
 
 
+def alert_thresholds(model: ModelConfig) -> dict[str, float]:
+    """Every threshold the alert rules use, straight from the model's config."""
+    return {
+        **model.alerts.model_dump(),
+        **model.quality.model_dump(),
+        "degradation_warning": model.performance.degradation_warning,
+        "degradation_critical": model.performance.degradation_critical,
+        "four_fifths": model.fairness.four_fifths,
+    }
+
+
 def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
     m = refresher.model.model_id
+    for name, value in alert_thresholds(refresher.model).items():
+        out.add("model_alert_threshold", [m, name], value)
     status = refresher.status
     out.add("model_monitor_up", [m], status.up)
     for source, up in status.source_up.items():

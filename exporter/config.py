@@ -275,6 +275,26 @@ class QualityThresholds(_Strict):
     new_category_ratio: float = Field(0.05, ge=0, le=1, description="Share of unseen categories.")
 
 
+class AlertThresholds(_Strict):
+    """Thresholds the alert rules compare with (exported as `model_alert_threshold`)."""
+
+    latency_p99_seconds: float = Field(
+        0.5, gt=0, description="p99 inference latency above this pages chat."
+    )
+    min_label_coverage: float = Field(
+        0.3, ge=0, le=1, description="Label coverage below this means labels are delayed."
+    )
+    volume_drop_ratio: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Prediction rate below this share of the last hour's is a drop.",
+    )
+    rejected_ratio: float = Field(
+        0.01, ge=0, le=1, description="Share of rows rejected that alerts."
+    )
+
+
 class RetrainingConfig(_Strict):
     """Explicit retraining triggers (docs/retraining.md)."""
 
@@ -328,6 +348,7 @@ class ModelConfig(_Strict):
     )
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     drift_window: WindowConfig = Field(
         default_factory=lambda: WindowConfig(length=3600, bucket=60),

@@ -399,6 +399,13 @@ CATALOG: tuple[MetricSpec, ...] = (
         "health",
     ),
     MetricSpec(
+        "model_alert_threshold",
+        "gauge",
+        "A threshold from the model's config that alert rules and dashboards compare with (latency_p99_seconds, min_label_coverage, volume_drop_ratio, rejected_ratio, the quality ratios, degradation_warning/critical, four_fifths).",
+        ("model_id", "threshold"),
+        "health",
+    ),
+    MetricSpec(
         "model_baseline",
         "info",
         "The baseline in use: version, capture time and source.",
