@@ -156,3 +156,15 @@ def classifier_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     outcome = (rng.random(n) < p).astype(float)
     score = np.clip(p + rng.normal(0, 0.1, n), 0, 1)
     return {"x1": x1, "plan": plan, "score": score, "outcome": outcome}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the timings tests recorded (`record_property("timings", [...])`), e.g. alerting e2e."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get(
+        "failed", []
+    ):
+        for name, value in report.user_properties:
+            if name == "timings":
+                terminalreporter.write_sep("-", f"timings: {report.nodeid}")
+                for line in value:
+                    terminalreporter.write_line(line)

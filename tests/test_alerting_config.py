@@ -18,8 +18,12 @@ RUNBOOK_BASE = "https://github.com/model-monitor/model-monitor/blob/main/docs/ru
 
 
 def _rules() -> list[dict]:
-    return [rule for path in RULES for group in yaml.safe_load(path.read_text())["groups"]
-            for rule in group["rules"]]
+    return [
+        rule
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -84,16 +88,26 @@ def test_alertmanager_config_is_valid(tmp_path) -> None:
     assert "1 templates" in result.stdout and "3 inhibit rules" in result.stdout
 
 
-@pytest.mark.parametrize(("labels", "receiver"), [
-    (["severity=critical", "alertname=ModelMonitorNoPredictions"], "pagerduty-and-slack"),
-    (["severity=warning", "alertname=ModelMonitorFeatureDrift"], "slack"),
-    (["severity=info", "alertname=ModelMonitorLabelsDelayed"], "email"),
-    (["alertname=SomethingUnlabelled"], "email"),
-])
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["severity=critical", "alertname=ModelMonitorNoPredictions"], "pagerduty-and-slack"),
+        (["severity=warning", "alertname=ModelMonitorFeatureDrift"], "slack"),
+        (["severity=info", "alertname=ModelMonitorLabelsDelayed"], "email"),
+        (["alertname=SomethingUnlabelled"], "email"),
+    ],
+)
 def test_routes_by_severity(tmp_path, labels: list[str], receiver: str) -> None:
     config = _alertmanager_config(tmp_path)
-    result = _run(binary("amtool"), "config", "routes", "test", f"--config.file={config}",
-                  f"--verify.receivers={receiver}", *labels)
+    result = _run(
+        binary("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={config}",
+        f"--verify.receivers={receiver}",
+        *labels,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
 
