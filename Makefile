@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs bench clean
+.PHONY: run test lint docs dashboards bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +17,19 @@ run: $(STAMP)  ## the demo: SQLite store, simulated traffic, exporter on 127.0.0
 	$(BIN)/model-monitor demo
 
 test: $(STAMP)  ## lint, generated references up to date, the whole test suite
-	$(BIN)/ruff check exporter tests benchmarks
+	$(BIN)/ruff check exporter tests benchmarks dashboards
 	$(BIN)/model-monitor docs --check
+	$(BIN)/model-monitor dashboards generate --check
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests benchmarks
+	$(BIN)/ruff check exporter tests benchmarks dashboards
 
 docs: $(STAMP)  ## regenerate docs/metrics.md, docs/config.md and the README references
 	$(BIN)/model-monitor docs
+
+dashboards: $(STAMP)  ## regenerate dashboards/generated/*.json from dashboards/*.dashboard.py
+	$(BIN)/model-monitor dashboards generate
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scrape.py

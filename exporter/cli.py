@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.config import Config, ConfigError, default_config_path, load_config
+from exporter.simulator import Simulator
 
 DEFAULT_LISTEN = "0.0.0.0:9747"
 DEMO_CONFIG = Path("examples/demo.yml")
@@ -138,11 +139,33 @@ def _simulator(config: Config, rate: float, label_delay: tuple[float, float]):
     return logger, Simulator(logger, models, rate=rate, delay=LabelDelay(*label_delay))
 
 
+def seed_and_capture(config: Config, sim: Simulator, rows: int) -> None:
+    """An hour of stable reference traffic that ends before every window, and baselines from it,
+    for each model that has no baseline yet."""
+    from exporter.storage.baseline_store import BaselineStore
+    from exporter.storage.prediction_store import create_engine
+
+    store = BaselineStore(create_engine(config.store.url))
+    missing = [m.model_id for m in config.models if store.latest_version(m.model_id) is None]
+    if not missing:
+        return
+    end = time.time() - max(m.performance_window.length for m in config.models) - 60
+    log.info("seeding %d reference predictions per model", rows)
+    sim.seed_reference(end - 3600, end, rows)
+    for model_id in missing:
+        version = capture(config, model_id, end - 3600, end, command="model-monitor seed")
+        log.info("baseline version %d captured for %s", version, model_id)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from exporter.simulator import parse_schedule
+    from exporter.storage.prediction_store import create_engine, create_schema
 
     config = _config(args)
+    create_schema(create_engine(config.store.url), config)
     logger, sim = _simulator(config, args.rate, (args.label_delay_min, args.label_delay_max))
+    if args.seed_reference:
+        seed_and_capture(config, sim, args.seed_reference)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if args.duration:
@@ -235,6 +258,35 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 1 if args.check and stale else 0
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    from exporter.visualization import dashboard_files as files
+
+    folder = Path(args.dashboards)
+    if args.action == "generate":
+        changed = files.generate(folder, check=args.check)
+        for path in changed:
+            print(
+                f"{path} is out of date; run `make dashboards`" if args.check else f"wrote {path}"
+            )
+        return 1 if args.check and changed else 0
+    if not args.grafana_url or not args.token_file:
+        raise ConfigError("push needs --grafana-url and --token-file")
+    try:
+        token = Path(args.token_file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
+    try:
+        results = files.push(
+            sorted((folder / "generated").glob("*.json")), args.grafana_url, token, args.folder
+        )
+    except files.GrafanaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for result in results:
+        print(f"pushed {result.get('uid')} (version {result.get('version')}): {result.get('url')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-monitor", description=__doc__)
     parser.add_argument(
@@ -281,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-delay-max", type=float, default=120.0)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--once", action="store_true", help="run the schedule once instead of looping")
+    p.add_argument(
+        "--seed-reference",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="first seed this many reference rows and capture baselines (models without one)",
+    )
     p = command(
         "demo", cmd_demo, "Fresh SQLite store, reference data, baselines, simulator and exporter."
     )
@@ -289,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default=DEMO_SCHEDULE)
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--reference-rows", type=int, default=20_000)
+    p = sub.add_parser("dashboards", help="Generate the Grafana JSON, or push it to Grafana.")
+    p.add_argument("action", choices=["generate", "push"])
+    p.add_argument("--dashboards", default="dashboards", help="folder of *.dashboard.py")
+    p.add_argument("--check", action="store_true", help="generate: fail if the JSON is stale")
+    p.add_argument("--grafana-url", help="push: Grafana base URL")
+    p.add_argument("--token-file", help="push: file holding a service account token")
+    p.add_argument("--folder", help="push: Grafana folder (created if missing)")
+    p.set_defaults(func=cmd_dashboards)
     p = sub.add_parser("docs", help="Regenerate the metric and config references.")
     p.add_argument("--root", default=".", help="repository root")
     p.add_argument("--check", action="store_true", help="fail if a reference is out of date")
