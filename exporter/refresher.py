@@ -184,12 +184,21 @@ class ModelRefresher:
             "drifted_features": len(self.report.drifted_features),
             "health_status": health.STATUSES.index(health.status_of(self.findings)),
             "retraining_urgency": self.decision.urgency_level,
+            "refresh_duration_seconds": self.status.last_duration,
             **{
                 f"psi:{n}": f.drift.psi
                 for n, f in self.report.features.items()
                 if f.drift is not None
             },
+            **{
+                f"parity_ratio:{a}": f.demographic_parity_ratio
+                if f.demographic_parity_ratio is not None
+                else f.mean_prediction_ratio
+                for a, f in self.report.fairness.items()
+            },
         }
+        if self.report.prediction_drift is not None:
+            summary["prediction_psi"] = self.report.prediction_drift.psi
         self.history.store_metrics(self.model.model_id, summary, at, segment="model")
 
     def _ensure_window(self, now: float) -> None:

@@ -7,6 +7,7 @@ query goes to Prometheus' series API, and every model is tried.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -17,6 +18,7 @@ from exporter.cli import capture
 from exporter.config import load_config
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.simulator import SCENARIOS, LabelDelay, Simulator
+from exporter.visualization import MonitoringDashboardGenerator
 from tests.binaries import prometheus
 from tests.conftest import ROOT, binary
 from tests.servers import free_port, model_monitor, stop, wait_for
@@ -115,6 +117,24 @@ def test_every_panel_query_returns_data(tmp_path) -> None:
                                     f"{path.name} / {panel['title']} ({model_id}): no data "
                                     f"for {expr}"
                                 )
+            # The seed's HTML report drawn from the same Prometheus.
+            report = MonitoringDashboardGenerator.create_dashboard(
+                MODELS[0],
+                dt.datetime.fromtimestamp(time.time() - 120, dt.UTC),
+                dt.datetime.fromtimestamp(time.time(), dt.UTC),
+                prometheus_url=prom,
+            )
+            assert report.source.startswith("Prometheus")
+            for section in (
+                "Performance",
+                "Data drift",
+                "Prediction distribution",
+                "Fairness",
+                "Resource utilization",
+            ):
+                assert any(chart.series for chart in report.sections[section]), section
+            page = report.save(tmp_path / "report.html").read_text()
+            assert page.count('<polyline class="series"') >= 10
     finally:
         traffic.halt.set()
         stop(exporter)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 
@@ -229,3 +230,25 @@ def test_alert_manager_unreachable_fails_softly(monkeypatch) -> None:
     )
     assert result["status"] == "failed" and "error" in result
     assert time.monotonic() - started < 2 + 1
+
+
+def test_dashboard_generator_example(seeded, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(EXAMPLES["MonitoringDashboardGenerator"], namespace)
+    page = (tmp_path / "ad_score_model_dashboard.html").read_text()
+    for section in (
+        "Performance",
+        "Data drift",
+        "Prediction distribution",
+        "Fairness",
+        "Error analysis",
+        "Resource utilization",
+    ):
+        assert f"<h2>{section}</h2>" in page
+    assert "no data in this range" in page  # the example asks for 2023
+    namespace["dashboard"].save(tmp_path / "ad_score.json")
+    grafana = json.loads((tmp_path / "ad_score.json").read_text())
+    model = next(v for v in grafana["templating"]["list"] if v["name"] == "model_id")
+    assert model["current"]["value"] == "ad_score_model_v1"
+    assert grafana["time"]["from"].startswith("2023-01-01")
