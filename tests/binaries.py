@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import requests
@@ -25,51 +25,46 @@ def alertmanager_binary() -> str:
 
 
 @contextmanager
-def alertmanager(config: Path, workdir: Path) -> Iterator[str]:
-    """Run Alertmanager with `config`; yields its base URL."""
+def _server(name: str, args: list[str], workdir: Path) -> Iterator[str]:
+    """Run a Prometheus-style server on a free port until the block ends; yields its base URL."""
     port = free_port()
-    log = open(workdir / "alertmanager.log", "wb")  # noqa: SIM115 - closed below
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
+        [*args, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, name)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def alertmanager(config: Path, workdir: Path) -> AbstractContextManager[str]:
+    """Run Alertmanager with `config`; yields its base URL."""
+    return _server(
+        "alertmanager",
         [
             alertmanager_binary(),
             f"--config.file={config}",
             f"--storage.path={workdir / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
-            "--log.level=warn",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        workdir,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "Alertmanager")
-        yield url
-    finally:
-        stop(process)
-        log.close()
 
 
-@contextmanager
-def prometheus(config: Path, workdir: Path) -> Iterator[str]:
+def prometheus(config: Path, workdir: Path) -> AbstractContextManager[str]:
     """Run Prometheus with `config`; yields its base URL."""
-    port = free_port()
-    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
+    return _server(
+        "prometheus",
         [
             binary("prometheus"),
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        workdir,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "Prometheus")
-        yield url
-    finally:
-        stop(process)
-        log.close()

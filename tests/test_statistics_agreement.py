@@ -23,13 +23,7 @@ from exporter.drift import statistical as st
 from exporter.report import build_report
 from exporter.rows import parse_rows
 from exporter.storage.prediction_store import LABEL, PREDICTION, SCORE, attribute_key, feature_key
-from exporter.sufficient_stats import (
-    Totals,
-    drift_layout,
-    fold_drift,
-    fold_performance,
-    performance_layout,
-)
+from exporter.sufficient_stats import totals_of
 from exporter.window import capture_baseline
 from tests.conftest import CLASSIFIER_MODEL, REGRESSION_MODEL
 
@@ -141,14 +135,7 @@ def _report(model_raw: dict, seed: int):
     )
     frame = _frame(model.model_id, rng, 3000)
     rows = parse_rows(frame, model, ts, label="required")[0]
-    dl, pl = drift_layout(model, baseline), performance_layout(model, baseline)
-    one = np.zeros(len(rows), dtype=np.int64)
-    totals = Totals(
-        dl,
-        fold_drift(dl, model, baseline, rows, one).matrix[0],
-        pl,
-        fold_performance(pl, model, baseline, rows, one).matrix[0],
-    )
+    totals = totals_of(model, baseline, rows)
     return build_report(model, baseline, totals), frame, baseline
 
 

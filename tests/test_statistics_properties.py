@@ -126,7 +126,7 @@ def test_merging_buckets_equals_computing_on_all_rows(seed: int, buckets: int) -
         pl,
         fold_performance(pl, model, baseline, rows, split).matrix.sum(axis=0),
     )
-    together = np.zeros(len(rows), dtype=np.int64)
+    together = np.zeros(len(rows), dtype=np.int64)  # every row in one bucket
     whole = Totals(
         dl,
         fold_drift(dl, model, baseline, rows, together).matrix[0],
