@@ -7,7 +7,7 @@ categorical features get their top-K categories plus a pooled "other".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -83,16 +83,17 @@ class NumericReference:
         # PSI bin of each fine bin: underflow, the decile holding its left edge, overflow.
         inner = np.searchsorted(coarse[1:-1], edges[:-1], side="right") + 1
         psi_bins = np.concatenate([[0], inner, [inner.max() + 1]])
-        ref = cls(
-            edges=edges,
-            counts=np.zeros(len(edges) + 1),
-            psi_bins=psi_bins,
-            mean=float(values.mean()),
-            std=float(values.std()),
-            missing=missing,
+        empty = cls(
+            edges,
+            np.zeros(len(edges) + 1),
+            psi_bins,
+            float(values.mean()),
+            float(values.std()),
+            missing,
         )
-        counts = np.bincount(ref.bin(values), minlength=ref.n_bins).astype(float)
-        return cls(edges, counts, psi_bins, ref.mean, ref.std, missing)
+        return replace(
+            empty, counts=np.bincount(empty.bin(values), minlength=empty.n_bins).astype(float)
+        )
 
 
 @dataclass(frozen=True)

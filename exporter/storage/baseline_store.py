@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from exporter.baseline import Baseline
 from exporter.config import ModelConfig
+from exporter.storage import audit
 from exporter.storage.prediction_store import (
     ID,
     LABEL,
@@ -31,35 +32,25 @@ from exporter.storage.prediction_store import (
 class BaselineStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.table, self.audit, _ = metadata_tables(sa.MetaData())
+        self.table, _, _ = metadata_tables(sa.MetaData())
 
     def save(self, baseline: Baseline, source: str, command: str) -> int:
         """Store a new version and record the capture in the audit trail; returns the version."""
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with self.engine.begin() as conn:
-            version = conn.execute(
-                sa.insert(self.table).values(
-                    model_id=baseline.model_id,
-                    created_at=now,
-                    source=source,
-                    command=command,
-                    content=baseline.to_json(),
-                )
-            ).inserted_primary_key[0]
-            conn.execute(
-                sa.insert(self.audit).values(
-                    at=now,
-                    model_id=baseline.model_id,
-                    action="baseline_captured",
-                    details={
-                        "version": version,
-                        "source": source,
-                        "command": command,
-                        "rows": baseline.rows,
-                    },
-                )
+            version = int(
+                conn.execute(
+                    sa.insert(self.table).values(
+                        model_id=baseline.model_id,
+                        created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                        source=source,
+                        command=command,
+                        content=baseline.to_json(),
+                    )
+                ).inserted_primary_key[0]
             )
-        return int(version)
+        details = {"version": version, "source": source, "command": command, "rows": baseline.rows}
+        audit.record(self.engine, baseline.model_id, "baseline_captured", details)
+        return version
 
     def latest_version(self, model_id: str) -> int | None:
         with self.engine.connect() as conn:
