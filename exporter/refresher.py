@@ -37,7 +37,14 @@ from exporter.rows import Rejections, parse_rows
 from exporter.storage import audit
 from exporter.storage.baseline_store import BaselineStore
 from exporter.storage.metrics_store import MetricsStore
-from exporter.storage.prediction_store import ARRIVAL, ID, TS, Cursor, ModelSource
+from exporter.storage.prediction_store import (
+    ARRIVAL,
+    ID,
+    TS,
+    Cursor,
+    ModelSource,
+    create_project_tables,
+)
 from exporter.window import ModelWindow
 
 log = logging.getLogger(__name__)
@@ -90,7 +97,8 @@ class ModelRefresher:
         self.findings: list[health.Finding] = []
         self.decision: RetrainingDecision | None = None
         self.engine = engine
-        self.history = MetricsStore(engine)
+        self.history = MetricsStore(engine, create_tables=False)
+        self._tables_ready = False
         self._last_decision: tuple[bool, str] | None = None
         self._last_history: float | None = None
         self._lock = threading.Lock()
@@ -150,13 +158,16 @@ class ModelRefresher:
             self.status.source_up["labels"] = True
         self.report = build_report(self.model, self.baseline, self.window.totals(now))
         self.findings = health.findings(self.model, self.report)
-        self.decision = decide(
-            self.model,
-            Evidence.from_report(self.report),
-            audit.last_action(self.engine, self.model.model_id, RETRAINED_ACTION),
-            now,
-        )
-        self._record(now)
+        try:
+            last_retrained = audit.last_action(self.engine, self.model.model_id, RETRAINED_ACTION)
+        except SQLAlchemyError:
+            last_retrained = None  # no cooldown known; the decision itself still stands
+        self.decision = decide(self.model, Evidence.from_report(self.report), last_retrained, now)
+        try:
+            self._record(now)
+            self._logged_errors.discard("history")
+        except SQLAlchemyError as exc:  # history and audit are extras: never mark the model down
+            self._log_once("history", "writing the audit trail or metrics history failed", exc)
         self.status.up = True
         self.status.last_success = now
 
@@ -203,6 +214,9 @@ class ModelRefresher:
 
     def _ensure_window(self, now: float) -> None:
         """Build the window on first use and whenever a newer baseline has been captured."""
+        if not self._tables_ready:  # here, not at start-up: the store may be down then
+            create_project_tables(self.engine)
+            self._tables_ready = True
         version = self.baselines.latest_version(self.model.model_id)
         current = self.baseline.version if self.baseline is not None else None
         if self.window is not None and version == current:
@@ -340,15 +354,17 @@ class ModelRefresher:
         if stream == "predictions":
             self.status.up = False
         self.source.forget_tables()
-        if stream not in self._logged_errors:  # once per outage, not once per scrape
-            self._logged_errors.add(stream)
-            log.error(
-                "model %s: reading %s failed; serving the last good numbers until the store "
-                "answers again: %s",
-                self.model.model_id,
-                stream,
-                str(exc).splitlines()[0],
-            )
+        self._log_once(
+            stream,
+            f"reading {stream} failed; serving the last good numbers until the store answers again",
+            exc,
+        )
+
+    def _log_once(self, key: str, what: str, exc: Exception) -> None:
+        """Log a failure once per outage (until `key` recovers), not once per scrape."""
+        if key not in self._logged_errors:
+            self._logged_errors.add(key)
+            log.error("model %s: %s: %s", self.model.model_id, what, str(exc).splitlines()[0])
 
     def _recovered(self, stream: str) -> None:
         self.status.source_up[stream] = True

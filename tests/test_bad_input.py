@@ -185,3 +185,28 @@ def test_store_outage_serves_last_numbers_and_recovers_without_loss(pg_url: str)
         assert _metric(after, "model_predictions_total", model_id="reg") == 50
     finally:
         proxy.close()
+
+
+def test_exporter_started_during_an_outage_comes_up_when_the_store_does(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname, parts.port)
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    try:
+        config = make_config(proxied, models=[REGRESSION_MODEL])
+        _seed(config, np.random.default_rng(11))
+        proxy.cut()
+        clock = Clock(T0)
+        service = MonitorService(config, clock=clock)  # constructing it must not need the store
+        app = create_app(config, service)
+        service.start_warmup().join()
+        down = app.test_client().get("/metrics")
+        assert down.status_code == 200
+        assert _metric(down.text, "model_monitor_up", model_id="reg") == 0
+        assert _metric(down.text, "model_window_predictions", model_id="reg") is None  # nothing yet
+        proxy.restore()
+        clock.advance(5)
+        up = app.test_client().get("/metrics").text
+        assert _metric(up, "model_monitor_up", model_id="reg") == 1
+        assert _metric(up, "model_window_predictions", model_id="reg") == 200
+    finally:
+        proxy.close()

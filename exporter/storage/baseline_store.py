@@ -23,6 +23,7 @@ from exporter.storage.prediction_store import (
     Cursor,
     ModelSource,
     attribute_key,
+    create_project_tables,
     feature_key,
     metadata_tables,
     segment_key,
@@ -36,6 +37,7 @@ class BaselineStore:
 
     def save(self, baseline: Baseline, source: str, command: str) -> int:
         """Store a new version and record the capture in the audit trail; returns the version."""
+        create_project_tables(self.engine)
         with self.engine.begin() as conn:
             version = int(
                 conn.execute(

@@ -17,7 +17,12 @@ from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ConfigError, load_config
 from exporter.storage.audit import record
-from exporter.storage.prediction_store import create_engine, create_schema, metadata_tables
+from exporter.storage.prediction_store import (
+    create_engine,
+    create_project_tables,
+    create_schema,
+    metadata_tables,
+)
 
 BASELINES, _, METRICS = metadata_tables(sa.MetaData())
 MANUAL = ":manual"  # baselines stored through this API, kept apart from the exporter's own
@@ -32,7 +37,10 @@ def _naive_utc(value: dt.datetime | str | None) -> dt.datetime:
 
 
 class MetricsStore:
-    def __init__(self, engine: Engine | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self, engine: Engine | None = None, config: Config | None = None, create_tables: bool = True
+    ) -> None:
+        """With `create_tables=False` nothing touches the database until the first call."""
         if engine is None:
             try:
                 config = config or load_config()
@@ -43,9 +51,8 @@ class MetricsStore:
             if config is not None:
                 create_schema(engine, config)
         self.engine = engine
-        metadata = sa.MetaData()
-        metadata_tables(metadata)
-        metadata.create_all(engine)
+        if create_tables:
+            create_project_tables(engine)
 
     def store_metrics(
         self,

@@ -155,6 +155,13 @@ def default_tables(model: ModelConfig, metadata: sa.MetaData) -> list[sa.Table]:
     return tables
 
 
+def create_project_tables(engine: Engine) -> None:
+    """The project's own tables (baselines, audit, metrics history), if missing."""
+    metadata = sa.MetaData()
+    metadata_tables(metadata)
+    metadata.create_all(engine)
+
+
 def create_schema(engine: Engine, config: Config) -> None:
     """Create the project's tables and any mapped table that does not exist yet."""
     metadata = sa.MetaData()
