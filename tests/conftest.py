@@ -92,6 +92,26 @@ class Clock:
         self.now += seconds
 
 
+# The first metric families every model shows (issue 2), and those of each kind of model.
+FIRST_FAMILIES = [
+    "model_feature_psi",
+    "model_feature_drift_detected",
+    "model_prediction_psi",
+    "model_prediction_latency_seconds_bucket",
+    "model_predictions_total",
+    "model_labels_total",
+    "model_window_predictions",
+    "model_label_coverage_ratio",
+    "model_monitor_up",
+    "model_monitor_refresh_duration_seconds",
+    "model_monitor_last_refresh_timestamp_seconds",
+    "model_baseline_info",
+]
+FIRST_PERFORMANCE = {
+    "regression": ["model_performance_rmse", "model_performance_mae", "model_performance_r2"],
+    "binary_classification": ["model_performance_roc_auc", "model_performance_accuracy"],
+}
+
 REGRESSION_MODEL: dict[str, Any] = {
     "model_id": "reg",
     "kind": "regression",

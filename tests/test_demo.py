@@ -9,32 +9,14 @@ import time
 import requests
 
 from exporter.simulator import DRIFTED_FEATURES
-from tests.conftest import ROOT
+from tests.conftest import FIRST_FAMILIES, FIRST_PERFORMANCE, ROOT
 from tests.servers import free_port, model_monitor, stop, wait_for
 from tests.test_bad_input import _metric
 
-FIRST_FAMILIES = {
-    "ad_score_model_v1": [
-        "model_performance_rmse",
-        "model_performance_mae",
-        "model_performance_r2",
-    ],
-    "account_health_model_v1": ["model_performance_roc_auc", "model_performance_accuracy"],
+FIRST = {
+    "ad_score_model_v1": FIRST_FAMILIES + FIRST_PERFORMANCE["regression"],
+    "account_health_model_v1": FIRST_FAMILIES + FIRST_PERFORMANCE["binary_classification"],
 }
-COMMON = [
-    "model_feature_psi",
-    "model_feature_drift_detected",
-    "model_prediction_psi",
-    "model_prediction_latency_seconds_bucket",
-    "model_predictions_total",
-    "model_labels_total",
-    "model_window_predictions",
-    "model_label_coverage_ratio",
-    "model_monitor_up",
-    "model_monitor_refresh_duration_seconds",
-    "model_monitor_last_refresh_timestamp_seconds",
-    "model_baseline_info",
-]
 FEATURES = {
     "ad_score_model_v1": [
         "ctr_history",
@@ -78,9 +60,7 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
         def complete() -> bool:
             text = requests.get(url, timeout=5).text
             return all(
-                _metric(text, name, model_id=m) is not None
-                for m in FEATURES
-                for name in COMMON + FIRST_FAMILIES[m]
+                _metric(text, name, model_id=m) is not None for m in FEATURES for name in FIRST[m]
             )
 
         wait_for(complete, 60 - (time.monotonic() - started), "every first family of both models")
