@@ -100,7 +100,9 @@ def test_model_monitor_example(seeded, capsys) -> None:
     assert set(overall) >= {"rmse", "mae", "r2"} and 0 < overall["rmse"] < 20
     segments = report["metrics"]["performance"]["segments"]
     assert set(segments) >= {"high_value", "medium_value", "low_value"}
-    assert sum(s["count"] for s in segments.values()) == 1500
+    tiers = ("high_value", "medium_value", "low_value", "other")
+    assert sum(segments[t]["count"] for t in tiers if t in segments) == 1500
+    assert "top_bids" in segments  # the edge-case slice of the config
     assert "Issue: data_drift, Severity:" in capsys.readouterr().out
 
 
