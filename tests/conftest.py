@@ -8,12 +8,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from exporter.config import Config, parse_config
+from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get(
@@ -70,6 +72,15 @@ def pg_url(postgres_admin_url: str) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
+
+
+@pytest.fixture
+def proxied_pg(pg_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A TCP proxy in front of the test PostgreSQL, and a URL through it: cut it for an outage."""
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname, parts.port)
+    yield proxy, urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    proxy.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

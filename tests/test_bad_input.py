@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from exporter.cli import capture
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.service import MonitorService
 from tests.conftest import REGRESSION_MODEL, Clock, make_config, regression_rows
-from tests.tcp_proxy import TcpProxy
 
 T0 = 1_800_000_000.0
 
@@ -135,78 +133,64 @@ def test_missing_label_table_keeps_predictions_flowing(tmp_path) -> None:
     assert refresher.report.window_predictions == 200
 
 
-def test_store_outage_serves_last_numbers_and_recovers_without_loss(pg_url: str) -> None:
-    parts = urlsplit(pg_url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    try:
-        config = make_config(proxied, models=[REGRESSION_MODEL])
-        rng = np.random.default_rng(3)
-        _seed(config, rng)
-        clock = Clock(T0)
-        service = MonitorService(config, clock=clock)
-        app = create_app(config, service)
-        service.start_warmup().join()
-        client = app.test_client()
-        before = client.get("/metrics").text
-        assert _metric(before, "model_window_predictions", model_id="reg") == 200
+def test_store_outage_serves_last_numbers_and_recovers_without_loss(proxied_pg, pg_url) -> None:
+    proxy, proxied = proxied_pg
+    config = make_config(proxied, models=[REGRESSION_MODEL])
+    rng = np.random.default_rng(3)
+    _seed(config, rng)
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    app = create_app(config, service)
+    service.start_warmup().join()
+    client = app.test_client()
+    before = client.get("/metrics").text
+    assert _metric(before, "model_window_predictions", model_id="reg") == 200
 
-        proxy.cut()
-        # Traffic keeps arriving in the store while the exporter cannot reach it.
-        direct = make_config(pg_url, models=[REGRESSION_MODEL])
-        with PredictionLogger(direct) as logger:
-            d = regression_rows(rng, 50)
-            for i in range(50):
-                logger.log_prediction(
-                    "reg",
-                    {"x1": d["x1"][i], "x2": d["x2"][i], "color": "red"},
-                    float(d["prediction"][i]),
-                    timestamp=T0 + 5 + i * 0.1,
-                    attributes={"tier": "gold"},
-                )
-        clock.advance(30)
-        during = client.get("/metrics")
-        assert during.status_code == 200
-        assert _metric(during.text, "model_monitor_up", model_id="reg") == 0
-        assert _metric(during.text, "model_window_predictions", model_id="reg") == 200  # last good
-        assert _metric(during.text, "model_monitor_refresh_errors_total", model_id="reg") >= 1
-        stale_at = _metric(
-            during.text, "model_monitor_last_refresh_timestamp_seconds", model_id="reg"
-        )
-        assert stale_at == T0
+    proxy.cut()
+    # Traffic keeps arriving in the store while the exporter cannot reach it.
+    direct = make_config(pg_url, models=[REGRESSION_MODEL])
+    with PredictionLogger(direct) as logger:
+        d = regression_rows(rng, 50)
+        for i in range(50):
+            logger.log_prediction(
+                "reg",
+                {"x1": d["x1"][i], "x2": d["x2"][i], "color": "red"},
+                float(d["prediction"][i]),
+                timestamp=T0 + 5 + i * 0.1,
+                attributes={"tier": "gold"},
+            )
+    clock.advance(30)
+    during = client.get("/metrics")
+    assert during.status_code == 200
+    assert _metric(during.text, "model_monitor_up", model_id="reg") == 0
+    assert _metric(during.text, "model_window_predictions", model_id="reg") == 200  # last good
+    assert _metric(during.text, "model_monitor_refresh_errors_total", model_id="reg") >= 1
+    stale_at = _metric(during.text, "model_monitor_last_refresh_timestamp_seconds", model_id="reg")
+    assert stale_at == T0
 
-        proxy.restore()
-        clock.advance(30)
-        after = client.get("/metrics").text
-        assert _metric(after, "model_monitor_up", model_id="reg") == 1
-        assert (
-            _metric(after, "model_window_predictions", model_id="reg") == 250
-        )  # none lost or doubled
-        assert _metric(after, "model_predictions_total", model_id="reg") == 50
-    finally:
-        proxy.close()
+    proxy.restore()
+    clock.advance(30)
+    after = client.get("/metrics").text
+    assert _metric(after, "model_monitor_up", model_id="reg") == 1
+    assert _metric(after, "model_window_predictions", model_id="reg") == 250  # none lost or doubled
+    assert _metric(after, "model_predictions_total", model_id="reg") == 50
 
 
-def test_exporter_started_during_an_outage_comes_up_when_the_store_does(pg_url: str) -> None:
-    parts = urlsplit(pg_url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    try:
-        config = make_config(proxied, models=[REGRESSION_MODEL])
-        _seed(config, np.random.default_rng(11))
-        proxy.cut()
-        clock = Clock(T0)
-        service = MonitorService(config, clock=clock)  # constructing it must not need the store
-        app = create_app(config, service)
-        service.start_warmup().join()
-        down = app.test_client().get("/metrics")
-        assert down.status_code == 200
-        assert _metric(down.text, "model_monitor_up", model_id="reg") == 0
-        assert _metric(down.text, "model_window_predictions", model_id="reg") is None  # nothing yet
-        proxy.restore()
-        clock.advance(5)
-        up = app.test_client().get("/metrics").text
-        assert _metric(up, "model_monitor_up", model_id="reg") == 1
-        assert _metric(up, "model_window_predictions", model_id="reg") == 200
-    finally:
-        proxy.close()
+def test_exporter_started_during_an_outage_comes_up_when_the_store_does(proxied_pg) -> None:
+    proxy, proxied = proxied_pg
+    config = make_config(proxied, models=[REGRESSION_MODEL])
+    _seed(config, np.random.default_rng(11))
+    proxy.cut()
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)  # constructing it must not need the store
+    app = create_app(config, service)
+    service.start_warmup().join()
+    down = app.test_client().get("/metrics")
+    assert down.status_code == 200
+    assert _metric(down.text, "model_monitor_up", model_id="reg") == 0
+    assert _metric(down.text, "model_window_predictions", model_id="reg") is None  # nothing yet
+    proxy.restore()
+    clock.advance(5)
+    up = app.test_client().get("/metrics").text
+    assert _metric(up, "model_monitor_up", model_id="reg") == 1
+    assert _metric(up, "model_window_predictions", model_id="reg") == 200

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
 
 from exporter.logging.prediction_logger import BufferFullError, LoggerError, PredictionLogger
 from tests.conftest import make_config
-from tests.tcp_proxy import TcpProxy
 
 
 def _count(url: str, table: str, where: str = "1=1") -> int:
@@ -50,27 +48,22 @@ def test_concurrent_threads_lose_nothing(store_url: str) -> None:
     assert _count(store_url, "clf_predictions", "outcome = 1 AND outcome_at IS NOT NULL") == 1600
 
 
-def test_outage_keeps_events_and_surfaces_the_error(pg_url: str) -> None:
-    parts = urlsplit(pg_url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    try:
-        logger = PredictionLogger(make_config(proxied), flush_interval=3600)
-        proxy.cut()
-        for i in range(10):
-            logger.log_prediction(
-                "reg", {"x1": 1.0, "x2": 1.0, "color": "red"}, float(i), attributes={"tier": "gold"}
-            )
-        with pytest.raises(LoggerError, match="kept for retry"):
-            logger.flush()
-        assert logger.pending == 10
-        assert logger.last_error is not None
-        proxy.restore()
-        logger.close()
-        assert logger.pending == 0
-        assert _count(pg_url, "reg_predictions") == 10
-    finally:
-        proxy.close()
+def test_outage_keeps_events_and_surfaces_the_error(proxied_pg, pg_url) -> None:
+    proxy, proxied = proxied_pg
+    logger = PredictionLogger(make_config(proxied), flush_interval=3600)
+    proxy.cut()
+    for i in range(10):
+        logger.log_prediction(
+            "reg", {"x1": 1.0, "x2": 1.0, "color": "red"}, float(i), attributes={"tier": "gold"}
+        )
+    with pytest.raises(LoggerError, match="kept for retry"):
+        logger.flush()
+    assert logger.pending == 10
+    assert logger.last_error is not None
+    proxy.restore()
+    logger.close()
+    assert logger.pending == 0
+    assert _count(pg_url, "reg_predictions") == 10
 
 
 def test_full_buffer_refuses_instead_of_dropping(tmp_path) -> None:
