@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from exporter.config import ModelConfig
-from exporter.rows import Rows
+from exporter.rows import Rows, present
 
 FINE_BINS = 100  # quantile bins the window counts into
 PSI_BINS = 10  # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
@@ -137,8 +137,8 @@ class CategoricalReference:
 
     @classmethod
     def capture(cls, values: np.ndarray, missing: int = 0) -> CategoricalReference:
-        present = values[values != None]  # noqa: E711 - elementwise on an object array
-        names, counts = np.unique(present.astype(str), return_counts=True)
+        kept = values[present(values)]
+        names, counts = np.unique(kept.astype(str), return_counts=True)
         order = np.lexsort((names, -counts))
         top = tuple(names[order][:TOP_CATEGORIES].tolist())
         rest = float(counts[order][TOP_CATEGORIES:].sum())
@@ -270,7 +270,7 @@ def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
     for name, column in rows.numeric.items():
         features[name] = NumericReference.capture(column.values, int(column.missing.sum()))
     for name, values in rows.categorical.items():
-        features[name] = CategoricalReference.capture(values, int(np.sum(values == None)))  # noqa: E711
+        features[name] = CategoricalReference.capture(values, int(np.sum(~present(values))))
     labels = rows.label[np.isfinite(rows.label)] if rows.label is not None else np.array([])
     return Baseline(
         model_id=model.model_id,

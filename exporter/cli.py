@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from exporter.config import Config, ConfigError, default_config_path, load_config
-from exporter.simulator import Simulator
+from exporter.logging.prediction_logger import PredictionLogger
+from exporter.simulator import GENERATORS, LabelDelay, Simulator
 
 DEFAULT_LISTEN = "0.0.0.0:9747"
 DEMO_CONFIG = Path("examples/demo.yml")
@@ -121,10 +122,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulator(config: Config, rate: float, label_delay: tuple[float, float]):
-    from exporter.logging.prediction_logger import PredictionLogger
-    from exporter.simulator import GENERATORS, LabelDelay, Simulator
-
+def _simulator(
+    config: Config, rate: float, label_delay: tuple[float, float]
+) -> tuple[PredictionLogger, Simulator]:
     logger = PredictionLogger(config)
     models = {
         name: m.model_id

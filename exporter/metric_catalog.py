@@ -464,8 +464,6 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("model_monitor_build", "info", "Version of the exporter.", (), "exporter"),
 )
 
-SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG}
-
 
 def exposed_names(spec: MetricSpec) -> list[str]:
     """Sample names the spec produces on /metrics."""

@@ -306,8 +306,8 @@ class ModelRefresher:
             rows, rejected = parse_rows(
                 frame, self.model, codec.to_epoch(frame[TS]), label="optional" if inline else "none"
             )
-            result = self.window.add_predictions(rows, now, live=not self._predictions.rebuilding)
-            self._count_rejections(rejected, result.expired, "predictions")
+            expired = self.window.add_predictions(rows, now, live=not self._predictions.rebuilding)
+            self._count_rejections(rejected, expired, "predictions")
 
     def _read_labels(self, now: float) -> None:
         assert self.window is not None
@@ -329,8 +329,8 @@ class ModelRefresher:
                 known, self.model, prediction_time.to_epoch(known[TS]), label="required"
             )
             rejected.merge(more)
-            result = self.window.add_labels(rows, now, live=not self._labels.rebuilding)
-            self._count_rejections(rejected, result.expired, "labels")
+            expired = self.window.add_labels(rows, now, live=not self._labels.rebuilding)
+            self._count_rejections(rejected, expired, "labels")
 
     def _count_rejections(self, rejected: Rejections, expired: int, stream: str) -> None:
         """Count rejected rows and log one line per reason per batch, never one per row."""

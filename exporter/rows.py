@@ -105,6 +105,11 @@ def numeric_column(raw: pd.Series) -> NumericColumn:
     return NumericColumn(np.where(finite, values, np.nan), missing, ~missing & ~finite)
 
 
+def present(values: np.ndarray) -> np.ndarray:
+    """Where a category array (None for missing, see `category_column`) holds a value."""
+    return np.not_equal(values, None)
+
+
 def category_column(raw: pd.Series) -> np.ndarray:
     """Categories as strings; None where missing (null or NaN)."""
     out = raw.astype(object).where(raw.notna(), None).to_numpy()

@@ -10,7 +10,7 @@ import numpy as np
 
 from exporter.baseline import Baseline, NumericReference
 from exporter.config import ModelConfig, SliceConfig
-from exporter.rows import Rows
+from exporter.rows import Rows, present
 
 _OPS: dict[str, Callable[[np.ndarray, object], np.ndarray]] = {
     ">": operator.gt,
@@ -40,8 +40,7 @@ class Slice:
         """Rows in the slice; a missing feature value is never in it."""
         if isinstance(self.value, str):
             values = rows.categorical[self.feature]
-            present = values != None  # noqa: E711 - elementwise on an object array
-            return present & _OPS[self.op](values, self.value)
+            return present(values) & _OPS[self.op](values, self.value)
         values = rows.numeric[self.feature].values
         finite = np.isfinite(values)
         return finite & _OPS[self.op](np.where(finite, values, 0.0), self.value)

@@ -22,7 +22,7 @@ from exporter.baseline import (
     prediction_values,
 )
 from exporter.config import ModelConfig
-from exporter.rows import Rows
+from exporter.rows import Rows, present
 from exporter.slices import Slice, resolve_all
 
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
@@ -170,7 +170,8 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
     """Statistics of labelled predictions by prediction time: per segment, slice and group."""
     layout = Layout()
     layout.add("predictions")  # all predictions, labelled or not: the label coverage denominator
-    for group in model_groups(model, baseline).performance:
+    groups = model_groups(model, baseline)
+    for group in groups.performance:
         if model.kind == "regression":
             for stat in ("n", "err", "err2", "abs_err", "y", "y2"):
                 layout.add(stat, group)
@@ -184,8 +185,8 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
         if model.kind == "regression"
         else ("fair_tp", "fair_fp", "fair_fn", "fair_tn")
     )
-    for attribute, groups in model_groups(model, baseline).fairness.items():
-        for group in groups:
+    for attribute, names in groups.fairness.items():
+        for group in names:
             for stat in label_stats:
                 layout.add(stat, attribute, group)
     return layout
@@ -278,12 +279,12 @@ def fold_drift(
             model.features[name].valid_range,
         )
     for name, values in rows.categorical.items():
-        present = values != None  # noqa: E711 - elementwise on an object array
-        acc.count(("missing", name), mask=~present)
+        has_value = present(values)
+        acc.count(("missing", name), mask=~has_value)
         ref = baseline.features[name] if baseline is not None else None
         if isinstance(ref, CategoricalReference):
-            acc.count(("new_category", name), mask=present & ref.is_new(values))
-            acc.count(("bins", name), ref.bin(values), mask=present)
+            acc.count(("new_category", name), mask=has_value & ref.is_new(values))
+            acc.count(("bins", name), ref.bin(values), mask=has_value)
     output = prediction_values(rows)
     if baseline is not None:
         _fold_output_and_correlations(acc, model, baseline, rows, output)
@@ -300,11 +301,10 @@ def fold_drift(
 
 
 def groups_of_rows(
-    model: ModelConfig, baseline: Baseline | None, rows: Rows
+    groups: Groups, baseline: Baseline | None, rows: Rows
 ) -> Iterator[tuple[str, np.ndarray | None]]:
     """(group, row mask) for the overall group, each segment and each slice."""
     yield ALL, None
-    groups = model_groups(model, baseline)
     for column, names in groups.segments.items():
         values = baseline.segments[column] if baseline is not None else ()
         index = _group_index(rows.segments[column], [*values, OTHER])
@@ -356,16 +356,17 @@ def fold_performance(
         }
         per_group_stat = {f"fair_{k}": v.astype(float) for k, v in confusion.items()}
         bins = score_bin(rows.score)
-    for group, mask in groups_of_rows(model, baseline, rows):
+    groups = model_groups(model, baseline)
+    for group, mask in groups_of_rows(groups, baseline, rows):
         in_group = np.ones(len(rows), dtype=bool) if mask is None else mask
         for stat, weights in per_row.items():
             acc.count((stat, group), mask=in_group, weights=weights)
         if model.kind == "binary_classification":
             acc.count(("score_pos", group), bins, mask=in_group & positive)
             acc.count(("score_neg", group), bins, mask=in_group & ~positive)
-    for attribute, groups in model_groups(model, baseline).fairness.items():
-        index = _group_index(rows.attributes[attribute], groups)
-        for i, group in enumerate(groups):
+    for attribute, names in groups.fairness.items():
+        index = _group_index(rows.attributes[attribute], names)
+        for i, group in enumerate(names):
             for stat, weights in per_group_stat.items():
                 acc.count((stat, attribute, group), mask=index == i, weights=weights)
     return acc

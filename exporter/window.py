@@ -85,12 +85,6 @@ class LatencyHistogram:
         return list(zip(labels, cum.tolist(), strict=True))
 
 
-@dataclasses.dataclass
-class IngestResult:
-    accepted: int
-    expired: int
-
-
 class ModelWindow:
     """Both rings of one model (drift by prediction time, performance by prediction time)."""
 
@@ -107,7 +101,7 @@ class ModelWindow:
         self.predictions_total = 0
         self.labels_total = 0
 
-    def add_predictions(self, rows: Rows, now: float, live: bool = True) -> IngestResult:
+    def add_predictions(self, rows: Rows, now: float, live: bool = True) -> int:
         """Fold predictions; `live=False` (the start-up rebuild) leaves the counters alone."""
         drift_ids = self.drift.bucket_of(rows.ts)
         in_drift = self.drift.is_live(drift_ids, now)
@@ -131,7 +125,7 @@ class ModelWindow:
                 self.labels_total += int(np.isfinite(rows.label).sum())
             if rows.latency is not None:
                 self.latency.observe(rows.latency)
-        return IngestResult(int((in_drift | in_perf).sum()), int((~in_drift & ~in_perf).sum()))
+        return int((~in_drift & ~in_perf).sum())  # expired: older than both windows
 
     def add_prediction_counts(self, bucket_ids: np.ndarray, counts: np.ndarray) -> None:
         """Count predictions per performance bucket (also fed by the rebuild's GROUP BY)."""
@@ -144,13 +138,13 @@ class ModelWindow:
         ]
         self.performance.add(unique, matrix)
 
-    def add_labels(self, rows: Rows, now: float, live: bool = True) -> IngestResult:
+    def add_labels(self, rows: Rows, now: float, live: bool = True) -> int:
         perf_ids = self.performance.bucket_of(rows.ts)
         live_rows = self.performance.is_live(perf_ids, now)
         self._fold_labelled(rows.take(live_rows), perf_ids[live_rows])
         if live:
             self.labels_total += len(rows)
-        return IngestResult(int(live_rows.sum()), int((~live_rows).sum()))
+        return int((~live_rows).sum())  # expired: older than the performance window
 
     def _fold_labelled(self, rows: Rows, bucket_ids: np.ndarray) -> None:
         if len(rows):

@@ -3,7 +3,7 @@
 Regression sums are shifted by a constant (the baseline label mean) so that the total sum of
 squares is not a difference of two huge numbers. Classification keeps confusion counts at the
 configured threshold and per-class score histograms, from which ROC AUC is computed with ties
-inside a bin counted as half (bound: `roc_auc_bin_bound`).
+inside a bin counted as half (the bound on the gap to the exact AUC: docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -43,15 +43,6 @@ def roc_auc(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
         return math.nan
     below = np.cumsum(neg_hist) - neg_hist
     return float(np.sum(pos_hist * (below + 0.5 * neg_hist)) / (positives * negatives))
-
-
-def roc_auc_bin_bound(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
-    """Largest possible gap to the exact AUC: half the share of (positive, negative) pairs that
-    binning ties."""
-    positives, negatives = pos_hist.sum(), neg_hist.sum()
-    if positives == 0 or negatives == 0:
-        return math.nan
-    return float(0.5 * np.sum(pos_hist * neg_hist) / (positives * negatives))
 
 
 def classification(
