@@ -24,7 +24,8 @@ from exporter.app import create_app
 from exporter.config import parse_config
 from exporter.service import MonitorService
 from exporter.storage.baseline_store import BaselineStore
-from exporter.storage.prediction_store import create_engine, create_schema
+from exporter.storage.engine import create_engine
+from exporter.storage.prediction_store import create_schema
 from exporter.window import capture_baseline
 
 NEW_ROWS = 2_000

@@ -50,8 +50,24 @@ def create_app(
                 "Unauthorized\n", 401, {"WWW-Authenticate": 'Basic realm="model-monitor"'}
             )
 
+    def refresh_within_deadline() -> None:
+        """Fresh numbers if the refresh finishes in time, the last good ones otherwise.
+
+        The deadline is Prometheus' own scrape timeout (its request header) or the configured
+        default, less a margin for rendering; while the windows are still being built the
+        refresh is only started, so probes and early scrapes answer at once.
+        """
+        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+        try:
+            timeout = float(header) if header else config.exporter.scrape_timeout
+        except ValueError:
+            timeout = config.exporter.scrape_timeout
+        wait = max(0.0, timeout * 0.9 - 0.25) if service.ready else 0.0
+        service.refresh_all(wait)
+
     @app.get("/metrics")
     def metrics() -> Response:
+        refresh_within_deadline()
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         body = encoder(registry)
         headers = {"Content-Type": content_type}
@@ -68,7 +84,12 @@ def create_app(
     def ready() -> Response:
         if service.ready:
             return Response("Ready\n", 200, {"Content-Type": "text/plain"})
-        return Response("Rebuilding windows from the store\n", 503, {"Content-Type": "text/plain"})
+        waiting = [m for m, r in service.refreshers.items() if r.rebuilding]
+        return Response(
+            f"Windows not built yet from the store: {', '.join(waiting)}\n",
+            503,
+            {"Content-Type": "text/plain"},
+        )
 
     @app.get("/api/v1/models")
     def models() -> Response:
@@ -95,8 +116,7 @@ def create_app(
             return jsonify(
                 {"error": f"unknown model {model_id!r}", "models": list(service.refreshers)}
             ), 404
-        if service.ready:
-            refresher.refresh()
+        refresh_within_deadline()
         if refresher.report is None:
             return jsonify({"error": "the window is not built yet", "model_id": model_id}), 503
         decision = refresher.decision.to_json() if refresher.decision is not None else None

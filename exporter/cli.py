@@ -40,13 +40,14 @@ def _parse_time(text: str) -> float:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from exporter.storage.prediction_store import check_mapping, create_engine
+    from exporter.storage.engine import create_engine
+    from exporter.storage.prediction_store import check_mapping
 
     config = _config(args)
     print(f"{args.config or default_config_path()}: valid, {len(config.models)} models")
     if args.no_store:
         return 0
-    engine = create_engine(config.store.url)
+    engine = create_engine(config.store.url, config.store.timeouts)
     problems = [
         f"models[{m.model_id}].{p}" for m in config.models for p in check_mapping(engine, m)
     ]
@@ -61,10 +62,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_init_store(args: argparse.Namespace) -> int:
-    from exporter.storage.prediction_store import create_engine, create_schema
+    from exporter.storage.engine import create_engine
+    from exporter.storage.prediction_store import create_schema
 
     config = _config(args)
-    create_schema(create_engine(config.store.url), config)
+    create_schema(create_engine(config.store.url, config.store.timeouts), config)
     print("store schema ready")
     return 0
 
@@ -81,11 +83,11 @@ def capture(
     """Capture and store a baseline; returns its version."""
     from exporter.rows import parse_rows
     from exporter.storage.baseline_store import BaselineStore, read_file, read_range
-    from exporter.storage.prediction_store import create_engine
+    from exporter.storage.engine import create_engine
     from exporter.window import capture_baseline
 
     model = config.model(model_id)
-    engine = create_engine(config.store.url)
+    engine = create_engine(config.store.url, config.store.timeouts)
     if file is not None:
         frame, ts = read_file(file, model)
         source = f"file {file}"
@@ -143,9 +145,9 @@ def seed_and_capture(config: Config, sim: Simulator, rows: int) -> None:
     """An hour of stable reference traffic that ends before every window, and baselines from it,
     for each model that has no baseline yet."""
     from exporter.storage.baseline_store import BaselineStore
-    from exporter.storage.prediction_store import create_engine
+    from exporter.storage.engine import create_engine
 
-    store = BaselineStore(create_engine(config.store.url))
+    store = BaselineStore(create_engine(config.store.url, config.store.timeouts))
     missing = [m.model_id for m in config.models if store.latest_version(m.model_id) is None]
     if not missing:
         return
@@ -159,10 +161,11 @@ def seed_and_capture(config: Config, sim: Simulator, rows: int) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from exporter.simulator import parse_schedule
-    from exporter.storage.prediction_store import create_engine, create_schema
+    from exporter.storage.engine import create_engine
+    from exporter.storage.prediction_store import create_schema
 
     config = _config(args)
-    create_schema(create_engine(config.store.url), config)
+    create_schema(create_engine(config.store.url, config.store.timeouts), config)
     logger, sim = _simulator(config, args.rate, (args.label_delay_min, args.label_delay_max))
     if args.seed_reference:
         seed_and_capture(config, sim, args.seed_reference)
@@ -183,7 +186,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Fresh SQLite store, an hour of stable reference traffic, baselines, simulator, exporter."""
     from exporter.server import serve
-    from exporter.storage.prediction_store import create_engine, create_schema
+    from exporter.storage.engine import create_engine
+    from exporter.storage.prediction_store import create_schema
 
     config = _config(args)
     url = config.store.url

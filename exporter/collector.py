@@ -73,6 +73,10 @@ def _feature_samples(out: _Families, labels: list[str], feature: FeatureReport) 
 
 
 def _fairness_samples(out: _Families, m: str, fairness: FairnessReport) -> None:
+    """Numbers of the groups that have predictions in the window; none without any."""
+    groups = {g: r for g, r in fairness.groups.items() if r.predictions > 0}
+    if not groups:
+        return
     labels = [m, fairness.attribute]
     for stat in (
         "demographic_parity_difference",
@@ -85,7 +89,7 @@ def _fairness_samples(out: _Families, m: str, fairness: FairnessReport) -> None:
     ):
         out.add(f"model_fairness_{stat}", labels, getattr(fairness, stat))
     out.add("model_fairness_excluded_groups", labels, len(fairness.excluded))
-    for group, report in fairness.groups.items():
+    for group, report in groups.items():
         for stat, value in (
             ("predictions", report.predictions),
             ("labeled_predictions", report.labeled),
@@ -145,8 +149,13 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
         out.add("model_alert_threshold", [m, name], value)
     status = refresher.status
     out.add("model_monitor_up", [m], status.up)
+    out.add("model_monitor_rebuilding", [m], refresher.rebuilding)
     for source, up in status.source_up.items():
         out.add("model_monitor_source_up", [m, source], up)
+    for stream in status.source_up:
+        out.add("model_monitor_late_rows", [m, stream], status.late_rows.get(stream, 0))
+    out.add("model_monitor_reconciliations", [m], status.reconciliations_total)
+    out.add("model_monitor_last_reconciliation_timestamp_seconds", [m], status.last_reconciliation)
     out.add("model_monitor_last_refresh_timestamp_seconds", [m], status.last_success)
     out.add("model_monitor_refresh_duration_seconds", [m], status.last_duration)
     out.add("model_monitor_ingest_lag_seconds", [m], status.lag_seconds)
@@ -183,14 +192,13 @@ def _verdict_samples(out: _Families, refresher: ModelRefresher) -> None:
 
 
 class ModelCollector(Collector):
-    """Refreshes every model (sharing refreshes with concurrent scrapes), then reports."""
+    """Reports what the refreshers hold; refreshing is the caller's (the app's) business, so
+    that a scrape's deadline decides how long it waits for fresh numbers."""
 
     def __init__(self, service: MonitorService) -> None:
         self.service = service
 
     def collect(self) -> Iterator[Metric]:
-        if self.service.ready:  # during the start-up rebuild, serve status only
-            self.service.refresh_all()
         out = _Families()
         out.family("model_monitor_build").add_metric(
             [],

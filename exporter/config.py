@@ -451,6 +451,27 @@ class ModelConfig(_Strict):
         return self.thresholds.model_copy(update=override.model_dump(exclude_unset=True))
 
 
+class StoreTimeouts(_Strict):
+    """Every wait on the store is bounded, well inside Prometheus' default 10s scrape timeout."""
+
+    connect: Duration = Field(
+        3.0, description="Give up opening a connection (PostgreSQL `connect_timeout`) after this."
+    )
+    statement: Duration = Field(
+        5.0,
+        description="Give up on one statement after this: PostgreSQL `statement_timeout` on the "
+        "server, and the exporter breaks a connection that hangs longer on the client side; "
+        "SQLite's busy timeout.",
+    )
+
+    @field_validator("connect")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("libpq counts connect_timeout in whole seconds; give at least 1s")
+        return value
+
+
 class StoreConfig(_Strict):
     url: str = Field(
         "sqlite:///var/model-monitor.db",
@@ -460,6 +481,7 @@ class StoreConfig(_Strict):
     url_file: Path | None = Field(
         None, description="File holding the URL (for a URL with a password); wins over `url`."
     )
+    timeouts: StoreTimeouts = Field(default_factory=StoreTimeouts)
 
 
 class ExporterConfig(_Strict):
@@ -475,8 +497,27 @@ class ExporterConfig(_Strict):
     )
     read_lag: Duration = Field(
         1.0,
-        description="Rows newer than now minus this are left for the next scrape, so "
-        "transactions still committing are not skipped.",
+        description="Rows newer than now minus this are left for the next scrape: most "
+        "transactions have committed by then, so fewer rows come in late.",
+    )
+    late_rows_lookback: Duration = Field(
+        30.0,
+        description="On every refresh the store's row counts per time slice over this span "
+        "behind the read position are compared with the rows counted; where the store has more "
+        "(a transaction that committed late), the missing rows are fetched and counted.",
+    )
+    reconcile_interval: Duration = Field(
+        300.0,
+        description="The same comparison sweeps the whole window once per this interval, a "
+        "share at each refresh, so a row inserted late with any time inside the window (or "
+        "without a time) is counted within it. Its cost grows with the window "
+        "(docs/performance.md); shorter finds back-filled rows sooner.",
+    )
+    scrape_timeout: Duration = Field(
+        10.0,
+        description="Time a scrape may take when the request has no "
+        "`X-Prometheus-Scrape-Timeout-Seconds` header; past it (less a margin) the last good "
+        "numbers are served while the refresh goes on.",
     )
     history_interval: Duration = Field(
         300,

@@ -1,21 +1,27 @@
 """Keeps one model's window in step with the store: the imperative shell around the pure core.
 
-Each refresh reads only what arrived after the watermarks (predictions by prediction time,
-labels by arrival), in bounded batches, folds it into the window and recomputes the report. A
-failed read leaves window, watermarks and report exactly as they were, so the last good numbers
-stay served (marked stale by `model_monitor_up` and the refresh timestamp) and the next refresh
-resumes where the last good one stopped: nothing is lost or counted twice.
+Each refresh reads what arrived after the read positions (predictions by prediction time,
+labels by arrival), in bounded batches, folds it into the window and recomputes the report.
+Rows that commit out of time order, or are inserted with an old time, land behind a read
+position; reconciliation finds them by comparing the store's row counts per bucket with the
+rows counted (the ledger) and folds exactly the missing ones. Every fold goes through the
+ledger, so no row is counted twice whichever read returns it.
+
+A failed read leaves window, positions and report as they were after the last batch folded, so
+the last good numbers stay served (marked stale by `model_monitor_up` and the refresh timestamp)
+and the next refresh resumes where the last one stopped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -24,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from exporter.baseline import Baseline
 from exporter.config import ExporterConfig, ModelConfig
+from exporter.ledger import IDS_PER_READ, RUN_GAP, RowLedger, row_keys, runs, slice_width
 from exporter.monitors import health
 from exporter.monitors.retraining_scheduler import (
     DECISION_ACTION,
@@ -36,13 +43,17 @@ from exporter.report import ModelReport, build_report
 from exporter.rows import Rejections, parse_rows
 from exporter.storage import audit
 from exporter.storage.baseline_store import BaselineStore
+from exporter.storage.engine import DeadlineExceededError
 from exporter.storage.metrics_store import MetricsStore
 from exporter.storage.prediction_store import (
     ARRIVAL,
     ID,
+    MATCHED,
     TS,
     Cursor,
     ModelSource,
+    Span,
+    Stream,
     create_project_tables,
 )
 from exporter.window import ModelWindow
@@ -52,26 +63,34 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Stream:
-    """Watermark of one ordered stream (predictions or labels)."""
+    """Read position of one ordered stream (predictions or labels) and the rows it counted."""
 
+    kind: Stream
     start: float  # where a rebuild starts reading
+    ledger: RowLedger  # which rows are counted, by bucket of the stream's order column
     cursor: Cursor | None = None
     last_time: float | None = None  # epoch of the last row read
     rebuilding: bool = True  # until caught up once: no cap, counters untouched
     lag: float = 0.0  # seconds of backlog left by a capped refresh
+    unordered: int = 0  # rows without a time counted so far (NULL timestamp or arrival)
+    sweep: float | None = None  # where the next stretch of the whole-window sweep starts
+    swept_at: float | None = None  # when the sweep last advanced
 
 
 @dataclass
 class RefreshStatus:
-    """What the exporter says about its own health for one model."""
+    """What the exporter says about its own health for one model; None is unknown (absent)."""
 
-    up: bool = False
-    source_up: dict[str, bool] = field(default_factory=dict)
+    up: bool | None = None
+    source_up: dict[str, bool | None] = field(default_factory=dict)
     last_success: float | None = None
-    last_duration: float = 0.0
+    last_duration: float | None = None
     lag_seconds: float = 0.0
     errors_total: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    late_rows: Counter[str] = field(default_factory=Counter)  # stream -> rows found behind
+    reconciliations_total: int = 0
+    last_reconciliation: float | None = None
 
 
 class ModelRefresher:
@@ -88,8 +107,8 @@ class ModelRefresher:
         self.source = ModelSource(engine, model)
         self.baselines = BaselineStore(engine)
         self.status = RefreshStatus(
-            source_up={"predictions": False}
-            | ({"labels": False} if model.source.labels is not None else {})
+            source_up={"predictions": None}
+            | ({"labels": None} if model.source.labels is not None else {})
         )
         self.baseline: Baseline | None = None
         self.window: ModelWindow | None = None
@@ -103,14 +122,29 @@ class ModelRefresher:
         self._last_history: float | None = None
         self._lock = threading.Lock()
         self._last_attempt: float | None = None
-        self._predictions = _Stream(0.0)
-        self._labels = _Stream(0.0)
+        self._predictions: _Stream | None = None
+        self._labels: _Stream | None = None
         self._logged_errors: set[str] = set()
 
     @property
     def labels_by_arrival(self) -> bool:
         labels = self.model.source.labels
         return labels is not None and labels.arrival_column is not None
+
+    @property
+    def inline_labels(self) -> bool:
+        """Labels are read together with their predictions (same table, no arrival column)."""
+        return self.model.source.labels is not None and not self.labels_by_arrival
+
+    @property
+    def rebuilding_streams(self) -> bool:
+        streams = [s for s in (self._predictions, self._labels) if s is not None]
+        return not streams or any(s.rebuilding for s in streams)
+
+    @property
+    def rebuilding(self) -> bool:
+        """True until the window has been built from the store (at start-up, after a baseline)."""
+        return self.window is None or self.report is None or self.rebuilding_streams
 
     def refresh(self, wait: float = 10.0) -> None:
         """Bring the window up to date; concurrent callers share one refresh.
@@ -133,29 +167,42 @@ class ModelRefresher:
                 self._refresh(started)
             except Exception as exc:  # a bug must not take /metrics down with it
                 log.exception("model %s: refresh failed unexpectedly", self.model.model_id)
-                self._failed("predictions", exc)
+                self._failed(exc)
             self.status.last_duration = time.perf_counter() - t0
         finally:
             self._lock.release()
 
     def _refresh(self, now: float) -> None:
-        try:
-            self._ensure_window(now)
-            assert self.window is not None
-            self._read_predictions(now)
-        except SQLAlchemyError as exc:
-            self._failed("predictions", exc)
-            return
+        for attempt in (1, 2):
+            try:
+                self._ensure_window(now)
+                self._read(self._predictions, now)
+            except SQLAlchemyError as exc:
+                # A pooled connection the store dropped (a restart) fails once and takes the
+                # stale pool with it; one more try on fresh connections tells an outage from that.
+                stale = getattr(exc, "connection_invalidated", False)
+                if attempt == 1 and stale and not isinstance(exc, DeadlineExceededError):
+                    log.warning(
+                        "model %s: the store dropped the connection (%s); retrying once on a "
+                        "fresh one",
+                        self.model.model_id,
+                        str(exc).splitlines()[0],
+                    )
+                    continue
+                self._failed(exc)
+                return
+            break
         self._recovered("predictions")
         if self.labels_by_arrival:
             try:
-                self._read_labels(now)
+                self._read(self._labels, now)
             except SQLAlchemyError as exc:
-                self._failed("labels", exc)
+                self._failed(exc, stream="labels")
             else:
                 self._recovered("labels")
         elif self.model.source.labels is not None:
             self.status.source_up["labels"] = True
+        assert self.window is not None
         self.report = build_report(self.model, self.baseline, self.window.totals(now))
         self.findings = health.findings(self.model, self.report)
         try:
@@ -168,7 +215,6 @@ class ModelRefresher:
             self._logged_errors.discard("history")
         except SQLAlchemyError as exc:  # history and audit are extras: never mark the model down
             self._log_once("history", "writing the audit trail or metrics history failed", exc)
-        self.status.up = True
         self.status.last_success = now
 
     def _record(self, now: float) -> None:
@@ -212,6 +258,14 @@ class ModelRefresher:
             summary["prediction_psi"] = self.report.prediction_drift.psi
         self.history.store_metrics(self.model.model_id, summary, at, segment="model")
 
+    def _retention_start(self, kind: Stream, now: float) -> float:
+        """Oldest time a stream's rows can still count at `now`: where its ledger ends."""
+        assert self.window is not None
+        drift, performance = self.window.drift.start(now), self.window.performance.start(now)
+        if kind == "labels":
+            return performance
+        return min(drift, performance) if self.inline_labels else drift
+
     def _ensure_window(self, now: float) -> None:
         """Build the window on first use and whenever a newer baseline has been captured."""
         if not self._tables_ready:  # here, not at start-up: the store may be down then
@@ -227,14 +281,19 @@ class ModelRefresher:
         window = ModelWindow(self.model, baseline, self.settings.latency_buckets)
         drift_start = window.drift.start(now)
         perf_start = window.performance.start(now)
-        inline_labels = self.model.source.labels is not None and not self.labels_by_arrival
-        predictions = _Stream(min(drift_start, perf_start) if inline_labels else drift_start)
+        predictions = _Stream(
+            "predictions",
+            min(drift_start, perf_start) if self.inline_labels else drift_start,
+            RowLedger(slice_width(window.drift.width)),
+        )
         if perf_start < predictions.start:
-            buckets, counts = self.source.count_predictions(
-                perf_start, predictions.start, int(window.performance.width)
+            counts = self.source.count_by_bucket(
+                "predictions",
+                Span(perf_start, now, before=predictions.start),
+                int(window.performance.width),
             )
             window.add_prediction_counts(
-                np.asarray(buckets, dtype=np.int64), np.asarray(counts, dtype=float)
+                np.fromiter(counts, dtype=np.int64), np.fromiter(counts.values(), dtype=float)
             )
         if self.window is not None:
             log.info(
@@ -252,21 +311,17 @@ class ModelRefresher:
             )
         # Commit the new state only now that every read of the rebuild has succeeded.
         self.baseline, self.window = baseline, window
-        self._predictions, self._labels = predictions, _Stream(perf_start)
+        self._predictions = predictions
+        self._labels = (
+            _Stream("labels", perf_start, RowLedger(slice_width(window.performance.width)))
+            if self.labels_by_arrival
+            else None
+        )
 
-    def _batches(
-        self,
-        stream: _Stream,
-        read: Callable[..., pd.DataFrame],
-        until: float,
-        order: str,
-        time_of: Callable[[pd.DataFrame], pd.Series],
-    ) -> Iterator[pd.DataFrame]:
-        """Read a stream in batches after its cursor, handing each batch to the fold callback.
-
-        The cap per refresh does not apply while rebuilding; a capped refresh leaves the rest
-        for the next one and reports the lag.
-        """
+    def _read(self, stream: _Stream | None, now: float) -> None:
+        """Read a stream past its cursor, then look behind the cursor for rows that came late."""
+        assert stream is not None and self.window is not None
+        until = now - self.settings.read_lag
         budget = None if stream.rebuilding else self.settings.max_rows_per_scrape
         while True:
             limit = (
@@ -274,70 +329,182 @@ class ModelRefresher:
                 if budget is None
                 else min(self.settings.batch_rows, budget)
             )
-            frame = read(stream.start, until, stream.cursor, limit)
+            frame = self._fetch_rows(
+                stream.kind, Span(stream.start, until, after=stream.cursor), limit
+            )
             if len(frame):
-                yield frame
+                self._fold(stream, frame, now)
+                order = ARRIVAL if stream.kind == "labels" else TS
                 last = frame.iloc[-1]
                 stream.cursor = Cursor(last[order], last[ID])
-                stream.last_time = float(time_of(frame.iloc[[-1]]).iloc[0])
+                stream.last_time = float(self._order_epoch(stream, frame.iloc[[-1]])[0])
+                self._recovered(stream.kind)  # a long rebuild is reading the store: up
             if budget is not None:
                 budget -= len(frame)
             if len(frame) < limit:
                 stream.lag = 0.0
-                stream.rebuilding = False
+                if stream.rebuilding:
+                    stream.rebuilding = False
+                    log.info("model %s: %s read up to date", self.model.model_id, stream.kind)
                 break
             if budget is not None and budget <= 0:
                 stream.lag = max(0.0, until - (stream.last_time or until))
                 break
-        self.status.lag_seconds = max(self._predictions.lag, self._labels.lag)
+        self.status.lag_seconds = max(
+            s.lag for s in (self._predictions, self._labels) if s is not None
+        )
+        if not stream.rebuilding:
+            self._reconcile(stream, now)
 
-    def _read_predictions(self, now: float) -> None:
-        assert self.window is not None
-        codec = self.source.prediction_time_codec()
-        until = now - self.settings.read_lag
-        inline = self.model.source.labels is not None and not self.labels_by_arrival
-        for frame in self._batches(
-            self._predictions,
-            self.source.read_predictions,
-            until,
-            TS,
-            lambda f: codec.to_epoch(f[TS]),
-        ):
-            rows, rejected = parse_rows(
-                frame, self.model, codec.to_epoch(frame[TS]), label="optional" if inline else "none"
+    def _reconcile(self, stream: _Stream, now: float) -> None:
+        """Compare the store's row count per slice behind the read position with the rows
+        counted, and fetch and fold the rows missing wherever the store has more.
+
+        Every refresh covers `late_rows_lookback` behind the position (transactions that
+        committed late) and the next stretch of a sweep over the whole window, sized so that the
+        sweep ends every `reconcile_interval` (rows inserted with an old time); the cost of the
+        whole-window check is spread over the refreshes instead of landing on one. A completed
+        sweep also counts the rows without any time.
+        """
+        keep = self._retention_start(stream.kind, now)
+        width = stream.ledger.width
+        stream.ledger.forget_before(int(np.floor(keep / width)))
+        elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
+        share = min(1.0, elapsed / self.settings.reconcile_interval)
+        if stream.last_time is None:  # nothing read yet: only the rows without a time to count
+            if share >= 1.0:
+                stream.swept_at = now
+                self._sweep_done(stream, now)
+            return
+        last = stream.last_time
+        behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
+        store = self.source.count_by_bucket(stream.kind, Span(max(keep, behind), last), int(width))
+        start = max(keep, stream.sweep if stream.sweep is not None else keep)
+        end = min(last, float(np.ceil((start + (last - keep) * share) / width)) * width)
+        if end > start:
+            swept = Span(start, end, before=end if end < last else None)
+            store |= self.source.count_by_bucket(stream.kind, swept, int(width))
+        complete = end >= last
+        stream.sweep, stream.swept_at = (keep if complete else end), now
+        short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))
+        found = 0
+        for first_slice, last_slice in runs(short, gap=RUN_GAP):
+            span = Span(first_slice * width, last, before=(last_slice + 1) * width)
+            for keys in self._pages(stream, span, self.source.read_keys):
+                epoch = self._order_epoch(stream, keys)
+                lacking = keys[ID][~stream.ledger.contains(epoch, row_keys(keys[ID], epoch))]
+                for at in range(0, len(lacking), IDS_PER_READ):
+                    ids = tuple(lacking.iloc[at : at + IDS_PER_READ].tolist())
+                    for frame in self._pages(stream, replace(span, ids=ids), self._fetch_rows):
+                        found += self._fold(stream, frame, now)
+        if found:
+            self.status.late_rows[stream.kind] += found
+            log.info(
+                "model %s: %d %s rows found behind the read position (committed late or "
+                "back-filled) and counted",
+                self.model.model_id,
+                found,
+                stream.kind,
             )
-            expired = self.window.add_predictions(rows, now, live=not self._predictions.rebuilding)
-            self._count_rejections(rejected, expired, "predictions")
+        if complete:
+            self._sweep_done(stream, now)
 
-    def _read_labels(self, now: float) -> None:
-        assert self.window is not None
-        prediction_time = self.source.prediction_time_codec()
-        arrival = self.source.label_time_codec()
-        until = now - self.settings.read_lag
-        for frame in self._batches(
-            self._labels,
-            self.source.read_labels,
-            until,
-            ARRIVAL,
-            lambda f: arrival.to_epoch(f[ARRIVAL]),
-        ):
-            rejected = Rejections()
-            unknown = frame[TS].isna().to_numpy()
-            rejected.add("label_unknown_prediction", unknown, frame[ID])
-            known = frame[~unknown]
-            rows, more = parse_rows(
-                known, self.model, prediction_time.to_epoch(known[TS]), label="required"
+    def _sweep_done(self, stream: _Stream, now: float) -> None:
+        """A sweep covered the whole window: count the rows without a time (NULL), which no
+        read by time can return, and say when the window was last checked whole."""
+        unordered = self.source.count_unordered(stream.kind)
+        if unordered > stream.unordered:
+            self._count_rejections(
+                Rejections(Counter({"invalid_timestamp": unordered - stream.unordered})),
+                stream.kind,
             )
-            rejected.merge(more)
-            expired = self.window.add_labels(rows, now, live=not self._labels.rebuilding)
-            self._count_rejections(rejected, expired, "labels")
+        stream.unordered = max(stream.unordered, unordered)
+        if stream.kind == "predictions":
+            self.status.reconciliations_total += 1
+            self.status.last_reconciliation = now
 
-    def _count_rejections(self, rejected: Rejections, expired: int, stream: str) -> None:
+    def _fetch_rows(self, kind: Stream, span: Span, limit: int) -> pd.DataFrame:
+        if kind == "labels":
+            return self.source.read_labels(span, limit)
+        return self.source.read_predictions(span, limit)
+
+    def _pages(
+        self, stream: _Stream, span: Span, read: Callable[[Stream, Span, int], pd.DataFrame]
+    ) -> Iterator[pd.DataFrame]:
+        """Every row of `span`, in keyset pages of `batch_rows`."""
+        order = ARRIVAL if stream.kind == "labels" else TS
+        while True:
+            frame = read(stream.kind, span, self.settings.batch_rows)
+            if len(frame):
+                yield frame
+                span = replace(span, after=Cursor(frame.iloc[-1][order], frame.iloc[-1][ID]))
+            if len(frame) < self.settings.batch_rows:
+                return
+
+    def _order_epoch(self, stream: _Stream, frame: pd.DataFrame) -> np.ndarray:
+        if stream.kind == "labels":
+            return self.source.label_time_codec().to_epoch(frame[ARRIVAL]).to_numpy(dtype=float)
+        return self.source.prediction_time_codec().to_epoch(frame[TS]).to_numpy(dtype=float)
+
+    def _fold(self, stream: _Stream, frame: pd.DataFrame, now: float) -> int:
+        """Fold the rows of `frame` this stream has not counted yet; returns how many were new."""
+        assert self.window is not None
+        epoch = self._order_epoch(stream, frame)
+        fresh = np.ones(len(frame), dtype=bool)
+        timed = np.isfinite(epoch)
+        fresh[timed] = stream.ledger.admit(epoch[timed], row_keys(frame[ID][timed], epoch[timed]))
+        frame = frame[fresh]
+        if stream.kind == "predictions":
+            self._fold_predictions(frame, now, live=not stream.rebuilding)
+        else:
+            self._fold_labels(frame, now, live=not stream.rebuilding)
+        return int(fresh.sum())
+
+    def _fold_predictions(self, frame: pd.DataFrame, now: float, live: bool) -> None:
+        assert self.window is not None
+        epoch = self.source.prediction_time_codec().to_epoch(frame[TS])
+        rows, rejected = parse_rows(
+            frame, self.model, epoch, label="optional" if self.inline_labels else "none"
+        )
+        rejected.counts["expired"] += self.window.add_predictions(rows, now, live=live)
+        self._count_rejections(rejected, "predictions")
+
+    def _fold_labels(self, frame: pd.DataFrame, now: float, live: bool) -> None:
+        """Fold label arrivals; each label row is counted under at most one reason.
+
+        A label whose prediction was itself rejected (no time, an invalid output) is, in a
+        separate label table, a row of its own: `label_of_rejected_prediction`. In the predictions
+        table it is the same row, already counted once under the prediction's reason.
+        """
+        assert self.window is not None
+        rejected = Rejections()
+        separate = self.model.source.labels is not None and self.model.source.labels.table
+        unknown = frame[MATCHED].isna().to_numpy()
+        rejected.add("label_unknown_prediction", unknown, frame[ID])
+        untimed = ~unknown & frame[TS].isna().to_numpy()
+        if separate:
+            rejected.add("label_of_rejected_prediction", untimed, frame[ID])
+        known = frame[~unknown & ~untimed]
+        rows, more = parse_rows(
+            known,
+            self.model,
+            self.source.prediction_time_codec().to_epoch(known[TS]),
+            label="required",
+        )
+        bad_predictions = more.counts.pop("invalid_prediction", 0)
+        if separate and bad_predictions:
+            rejected.counts["label_of_rejected_prediction"] += bad_predictions
+        rejected.merge(more)
+        expired, future = self.window.add_labels(rows, now, live=live)
+        rejected.counts["expired"] += expired
+        rejected.counts["future_timestamp"] += future
+        self._count_rejections(rejected, "labels")
+
+    def _count_rejections(self, rejected: Rejections, stream: str) -> None:
         """Count rejected rows and log one line per reason per batch, never one per row."""
-        if expired:
-            rejected.counts["expired"] += expired
-        self.status.rejected.update(rejected.counts)
-        for reason, count in rejected.counts.items():
+        counts = +rejected.counts  # drop zero counts
+        self.status.rejected.update(counts)
+        for reason, count in counts.items():
             example = rejected.examples.get(reason)
             log.warning(
                 "model %s: %d %s rows rejected (%s)%s",
@@ -348,9 +515,16 @@ class ModelRefresher:
                 f", e.g. id {example}" if example else "",
             )
 
-    def _failed(self, stream: str, exc: Exception) -> None:
+    def _failed(self, exc: Exception, stream: Stream = "predictions") -> None:
+        """A failed read: up 0, the error counted and logged once per outage.
+
+        Labels are joined to the predictions table, so when predictions cannot be read neither
+        can labels.
+        """
         self.status.errors_total += 1
-        self.status.source_up[stream] = False
+        failed = list(self.status.source_up) if stream == "predictions" else [stream]
+        for name in failed:
+            self.status.source_up[name] = False
         if stream == "predictions":
             self.status.up = False
         self.source.forget_tables()
@@ -366,8 +540,10 @@ class ModelRefresher:
             self._logged_errors.add(key)
             log.error("model %s: %s: %s", self.model.model_id, what, str(exc).splitlines()[0])
 
-    def _recovered(self, stream: str) -> None:
+    def _recovered(self, stream: Stream) -> None:
         self.status.source_up[stream] = True
+        if stream == "predictions":
+            self.status.up = True
         if stream in self._logged_errors:
             self._logged_errors.discard(stream)
             log.info("model %s: reading %s works again", self.model.model_id, stream)

@@ -41,7 +41,7 @@ class FeatureReport:
     name: str
     type: str
     quality: QualityResult
-    drift: DriftResult | None  # None without a baseline
+    drift: DriftResult | None  # None without a baseline or below min_samples values
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,11 @@ def _drift(
     vector: np.ndarray,
     key: str,
     thresholds: DriftThresholds,
-) -> DriftResult:
+) -> DriftResult | None:
+    """Drift of one distribution; None (absent, never a number from nothing) below min_samples."""
+    current = layout.read(vector, "bins", key)
+    if current.sum() < model.min_samples:
+        return None
     sums = {}
     if ("below_sum", key) in layout:
         sums = {
@@ -165,7 +169,7 @@ def _drift(
         }
     return compare(
         ref,
-        layout.read(vector, "bins", key),
+        current,
         thresholds,
         model.min_samples,
         per_test_alpha(model),
@@ -177,6 +181,8 @@ def correlation_drift(
     model: ModelConfig, baseline: Baseline | None, layout: Layout, vector: np.ndarray
 ) -> CorrelationDrift | None:
     if baseline is None or ("corr_n",) not in layout or not baseline.correlation:
+        return None
+    if layout.scalar(vector, "corr_n") < model.min_samples:
         return None
     names = numeric_names(model)
     k = len(names)

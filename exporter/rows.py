@@ -28,11 +28,13 @@ from exporter.storage.prediction_store import (
 
 # Every value the `reason` label of model_monitor_rows_rejected_total can take.
 REJECT_REASONS = (
-    "invalid_timestamp",  # prediction or label time missing or not a time
+    "invalid_timestamp",  # prediction time or label arrival missing (NULL) or not a time
     "invalid_prediction",  # prediction (or classifier score) missing, not a number, or out of range
     "invalid_label",  # label missing, not a number, or not 0/1 for a classifier
     "label_unknown_prediction",  # a label whose prediction id is not in the predictions table
+    "label_of_rejected_prediction",  # a label (own table) whose prediction was rejected
     "expired",  # row older than its window by the time it was read
+    "future_timestamp",  # a label whose prediction is stamped later than now (clock skew)
 )
 
 

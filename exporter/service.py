@@ -1,4 +1,10 @@
-"""All monitored models of one exporter: the engine, one refresher per model, warm-up."""
+"""All monitored models of one exporter: the engine, one refresher per model, and the runner
+that keeps a scrape within its deadline.
+
+Refreshes run on a background thread, one pass over every model at a time. A scrape starts a
+pass (or joins the one running) and waits for it only until its own deadline; past that it is
+answered with the last good numbers while the pass goes on, bounded by the store timeouts.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +15,63 @@ from collections.abc import Callable
 
 from exporter.config import Config
 from exporter.refresher import ModelRefresher
-from exporter.storage.prediction_store import create_engine
+from exporter.storage.engine import create_engine
 
 log = logging.getLogger(__name__)
+
+# Start-up retries while the store cannot be read: quick at first, then every 30 s.
+_RETRY_FIRST, _RETRY_MAX = 1.0, 30.0
 
 
 class MonitorService:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.engine = create_engine(config.store.url)
+        self.engine = create_engine(config.store.url, config.store.timeouts)
         self.refreshers = {
             m.model_id: ModelRefresher(m, config.exporter, self.engine, clock)
             for m in config.models
         }
-        self._warmed = threading.Event()
+        self._pass: threading.Thread | None = None
+        self._pass_lock = threading.Lock()
 
-    def refresh_all(self, wait: float = 10.0) -> None:
+    def _run_pass(self) -> None:
         for refresher in self.refreshers.values():
-            refresher.refresh(wait)
+            refresher.refresh()
+
+    def refresh_all(self, timeout: float | None = None) -> bool:
+        """Refresh every model, waiting at most `timeout` seconds (None: until done).
+
+        Concurrent callers share one pass. Returns whether the pass finished in time.
+        """
+        with self._pass_lock:
+            if self._pass is None or not self._pass.is_alive():
+                self._pass = threading.Thread(target=self._run_pass, name="refresh", daemon=True)
+                self._pass.start()
+            running = self._pass
+        running.join(timeout)
+        return not running.is_alive()
 
     def start_warmup(self) -> threading.Thread:
-        """Rebuild every window from the store in the background; /-/ready waits for it."""
+        """Build every window from the store in the background, retrying while it cannot be
+        read; /-/ready answers 200 only once all are built."""
 
         def warm() -> None:
             started = time.perf_counter()
-            self.refresh_all(wait=3600)
-            self._warmed.set()
+            delay = _RETRY_FIRST
+            while True:
+                self.refresh_all()
+                if self.ready:
+                    break
+                if delay == _RETRY_FIRST:  # once; each model logs its own error once too
+                    waiting = [m for m, r in self.refreshers.items() if r.rebuilding]
+                    log.warning(
+                        "windows not built for %s: the store could not be read; retrying until "
+                        "it can (every %.0fs at most)",
+                        ", ".join(waiting),
+                        _RETRY_MAX,
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
             log.info(
                 "windows rebuilt for %d models in %.1fs",
                 len(self.refreshers),
@@ -47,4 +84,5 @@ class MonitorService:
 
     @property
     def ready(self) -> bool:
-        return self._warmed.is_set()
+        """Every model's window has been built from the store."""
+        return not any(r.rebuilding for r in self.refreshers.values())

@@ -114,18 +114,17 @@ class ModelWindow:
             )
             self.drift.add(acc.buckets, acc.matrix)
         self.add_prediction_counts(perf_ids[in_perf], np.ones(int(in_perf.sum())))
-        if rows.label is not None:  # labels read together with their predictions
-            self._fold_labelled(
-                rows.take(in_perf & np.isfinite(rows.label)),
-                perf_ids[in_perf & np.isfinite(rows.label)],
-            )
-        if live:
-            self.predictions_total += len(rows)
-            if rows.label is not None:
-                self.labels_total += int(np.isfinite(rows.label).sum())
+        labelled = in_perf & np.isfinite(rows.label) if rows.label is not None else None
+        if labelled is not None:  # labels read together with their predictions
+            self._fold_labelled(rows.take(labelled), perf_ids[labelled])
+        kept = in_drift | in_perf
+        if live:  # counters count what the window holds, never a row also counted as expired
+            self.predictions_total += int(kept.sum())
+            if labelled is not None:
+                self.labels_total += int(labelled.sum())
             if rows.latency is not None:
-                self.latency.observe(rows.latency)
-        return int((~in_drift & ~in_perf).sum())  # expired: older than both windows
+                self.latency.observe(rows.latency[kept])
+        return int((~kept).sum())  # expired: older than both windows
 
     def add_prediction_counts(self, bucket_ids: np.ndarray, counts: np.ndarray) -> None:
         """Count predictions per performance bucket (also fed by the rebuild's GROUP BY)."""
@@ -138,13 +137,16 @@ class ModelWindow:
         ]
         self.performance.add(unique, matrix)
 
-    def add_labels(self, rows: Rows, now: float, live: bool = True) -> int:
+    def add_labels(self, rows: Rows, now: float, live: bool = True) -> tuple[int, int]:
+        """Fold labels into their predictions' buckets; returns the (expired, future) counts:
+        labels of predictions older than the window, or stamped later than now."""
         perf_ids = self.performance.bucket_of(rows.ts)
         live_rows = self.performance.is_live(perf_ids, now)
         self._fold_labelled(rows.take(live_rows), perf_ids[live_rows])
         if live:
-            self.labels_total += len(rows)
-        return int((~live_rows).sum())  # expired: older than the performance window
+            self.labels_total += int(live_rows.sum())
+        future = perf_ids > self.performance.current(now)
+        return int((~live_rows & ~future).sum()), int(future.sum())
 
     def _fold_labelled(self, rows: Rows, bucket_ids: np.ndarray) -> None:
         if len(rows):

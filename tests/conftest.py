@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from exporter.cli import capture
 from exporter.config import Config, parse_config
+from exporter.logging.prediction_logger import PredictionLogger
 from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +190,40 @@ def classifier_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     outcome = (rng.random(n) < p).astype(float)
     score = np.clip(p + rng.normal(0, 0.1, n), 0, 1)
     return {"x1": x1, "plan": plan, "score": score, "outcome": outcome}
+
+
+T0 = 1_800_000_000.0  # a whole minute: the fixed 'now' of tests on a Clock
+
+
+def seed_regression(config, rng: np.random.Generator, n_live: int = 200) -> list[str]:
+    """Through the PredictionLogger: a baseline an hour back, `n_live` clean predictions in the
+    last minutes with their labels a second later, and a baseline captured."""
+    ids = []
+    with PredictionLogger(config) as logger:
+        for start, end, n in ((T0 - 7200, T0 - 3600, 1000), (T0 - 300, T0 - 10, n_live)):
+            d = regression_rows(rng, n)
+            for i, ts in enumerate(np.sort(rng.uniform(start, end, n))):
+                pid = logger.log_prediction(
+                    "reg",
+                    {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                    float(d["prediction"][i]),
+                    timestamp=float(ts),
+                    attributes={"tier": "gold"},
+                )
+                logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=float(ts) + 1)
+                ids.append(pid)
+    capture(config, "reg", T0 - 7200, T0 - 3600, command="test")
+    return ids
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of `name` with these labels in an exposition, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

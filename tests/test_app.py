@@ -14,18 +14,20 @@ from exporter.service import MonitorService
 from tests.conftest import (
     FIRST_FAMILIES,
     FIRST_PERFORMANCE,
+    T0,
     Clock,
     binary,
     classifier_rows,
     make_config,
+    metric_value,
     regression_rows,
+    seed_regression,
 )
-from tests.test_bad_input import T0, _metric, _seed
 
 
 def _service(tmp_path):
     config = make_config(f"sqlite:///{tmp_path / 's.db'}")
-    _seed(config, np.random.default_rng(5))
+    seed_regression(config, np.random.default_rng(5))
     rng = np.random.default_rng(6)
     d = classifier_rows(rng, 1000)
     with PredictionLogger(config) as logger:
@@ -118,11 +120,12 @@ def test_concurrent_scrapes_share_refreshes(tmp_path) -> None:
     for t in threads:
         t.join()
     assert len(texts) == 8
-    assert all(_metric(t, "model_predictions_total", model_id="reg") == 300 for t in texts)
+    assert all(metric_value(t, "model_predictions_total", model_id="reg") == 300 for t in texts)
     assert all(
-        _metric(t, "model_prediction_latency_seconds_count", model_id="reg") == 300 for t in texts
+        metric_value(t, "model_prediction_latency_seconds_count", model_id="reg") == 300
+        for t in texts
     )
     assert all(
-        _metric(t, "model_prediction_latency_seconds_bucket", model_id="reg", le="0.05") == 300
+        metric_value(t, "model_prediction_latency_seconds_bucket", model_id="reg", le="0.05") == 300
         for t in texts
     )

@@ -4,54 +4,30 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from exporter.app import create_app
-from exporter.cli import capture
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.service import MonitorService
-from tests.conftest import REGRESSION_MODEL, Clock, make_config, regression_rows
-
-T0 = 1_800_000_000.0
-
-
-def _seed(config, rng: np.random.Generator, n_live: int = 200) -> list[str]:
-    """A baseline an hour back and `n_live` clean predictions in the last minutes."""
-    ids = []
-    with PredictionLogger(config) as logger:
-        for start, end, n in ((T0 - 7200, T0 - 3600, 1000), (T0 - 300, T0 - 10, n_live)):
-            d = regression_rows(rng, n)
-            for i, ts in enumerate(np.sort(rng.uniform(start, end, n))):
-                pid = logger.log_prediction(
-                    "reg",
-                    {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                    float(d["prediction"][i]),
-                    timestamp=float(ts),
-                    attributes={"tier": "gold"},
-                )
-                logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=float(ts) + 1)
-                ids.append(pid)
-    capture(config, "reg", T0 - 7200, T0 - 3600, command="test")
-    return ids
-
-
-def _metric(text: str, name: str, **labels: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return None
+from tests.conftest import (
+    REGRESSION_MODEL,
+    T0,
+    Clock,
+    make_config,
+    metric_value,
+    regression_rows,
+    seed_regression,
+)
+from tests.servers import wait_for
 
 
 def test_malformed_rows_are_counted_not_fatal(tmp_path, caplog) -> None:
     config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[REGRESSION_MODEL])
     rng = np.random.default_rng(1)
-    _seed(config, rng)
+    seed_regression(config, rng)
     engine = sa.create_engine(config.store.url)
     when = dt.datetime.fromtimestamp(T0 - 10, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")  # in the window
     bad_rows = [
@@ -95,25 +71,30 @@ def test_malformed_rows_are_counted_not_fatal(tmp_path, caplog) -> None:
     assert response.status_code == 200
     text = response.text
     m = {"model_id": "reg"}
-    assert _metric(text, "model_monitor_up", **m) == 1
-    assert _metric(text, "model_monitor_rows_rejected_total", reason="invalid_prediction", **m) == 2
+    assert metric_value(text, "model_monitor_up", **m) == 1
     assert (
-        _metric(text, "model_monitor_rows_rejected_total", reason="label_unknown_prediction", **m)
+        metric_value(text, "model_monitor_rows_rejected_total", reason="invalid_prediction", **m)
+        == 2
+    )
+    assert (
+        metric_value(
+            text, "model_monitor_rows_rejected_total", reason="label_unknown_prediction", **m
+        )
         == 1
     )
-    assert _metric(text, "model_monitor_rows_rejected_total", reason="invalid_label", **m) == 1
-    window = _metric(text, "model_window_predictions", **m)
+    assert metric_value(text, "model_monitor_rows_rejected_total", reason="invalid_label", **m) == 1
+    window = metric_value(text, "model_window_predictions", **m)
     assert window == 200 + 4  # the four rows with bad features stay; their features are counted
-    assert _metric(text, "model_feature_missing_ratio", feature="x1", **m) == pytest.approx(
+    assert metric_value(text, "model_feature_missing_ratio", feature="x1", **m) == pytest.approx(
         2 / window
     )
-    assert _metric(text, "model_feature_type_error_ratio", feature="x1", **m) == pytest.approx(
+    assert metric_value(text, "model_feature_type_error_ratio", feature="x1", **m) == pytest.approx(
         1 / window
     )
     present = window  # color is present in every row
-    assert _metric(text, "model_feature_new_category_ratio", feature="color", **m) == pytest.approx(
-        1 / present
-    )
+    assert metric_value(
+        text, "model_feature_new_category_ratio", feature="color", **m
+    ) == pytest.approx(1 / present)
     # One log line per reason and batch, not one per row.
     rejected_lines = [r for r in caplog.records if "rejected" in r.getMessage()]
     assert len(rejected_lines) <= 3
@@ -121,7 +102,7 @@ def test_malformed_rows_are_counted_not_fatal(tmp_path, caplog) -> None:
 
 def test_missing_label_table_keeps_predictions_flowing(tmp_path) -> None:
     config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[REGRESSION_MODEL])
-    _seed(config, np.random.default_rng(2))
+    seed_regression(config, np.random.default_rng(2))
     engine = sa.create_engine(config.store.url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE reg_labels"))
@@ -137,14 +118,14 @@ def test_store_outage_serves_last_numbers_and_recovers_without_loss(proxied_pg, 
     proxy, proxied = proxied_pg
     config = make_config(proxied, models=[REGRESSION_MODEL])
     rng = np.random.default_rng(3)
-    _seed(config, rng)
+    seed_regression(config, rng)
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     app = create_app(config, service)
     service.start_warmup().join()
     client = app.test_client()
     before = client.get("/metrics").text
-    assert _metric(before, "model_window_predictions", model_id="reg") == 200
+    assert metric_value(before, "model_window_predictions", model_id="reg") == 200
 
     proxy.cut()
     # Traffic keeps arriving in the store while the exporter cannot reach it.
@@ -162,35 +143,49 @@ def test_store_outage_serves_last_numbers_and_recovers_without_loss(proxied_pg, 
     clock.advance(30)
     during = client.get("/metrics")
     assert during.status_code == 200
-    assert _metric(during.text, "model_monitor_up", model_id="reg") == 0
-    assert _metric(during.text, "model_window_predictions", model_id="reg") == 200  # last good
-    assert _metric(during.text, "model_monitor_refresh_errors_total", model_id="reg") >= 1
-    stale_at = _metric(during.text, "model_monitor_last_refresh_timestamp_seconds", model_id="reg")
+    assert metric_value(during.text, "model_monitor_up", model_id="reg") == 0
+    assert metric_value(during.text, "model_window_predictions", model_id="reg") == 200  # last good
+    assert metric_value(during.text, "model_monitor_refresh_errors_total", model_id="reg") >= 1
+    stale_at = metric_value(
+        during.text, "model_monitor_last_refresh_timestamp_seconds", model_id="reg"
+    )
     assert stale_at == T0
 
     proxy.restore()
     clock.advance(30)
     after = client.get("/metrics").text
-    assert _metric(after, "model_monitor_up", model_id="reg") == 1
-    assert _metric(after, "model_window_predictions", model_id="reg") == 250  # none lost or doubled
-    assert _metric(after, "model_predictions_total", model_id="reg") == 50
+    assert metric_value(after, "model_monitor_up", model_id="reg") == 1
+    assert (
+        metric_value(after, "model_window_predictions", model_id="reg") == 250
+    )  # none lost or doubled
+    assert metric_value(after, "model_predictions_total", model_id="reg") == 50
 
 
 def test_exporter_started_during_an_outage_comes_up_when_the_store_does(proxied_pg) -> None:
     proxy, proxied = proxied_pg
     config = make_config(proxied, models=[REGRESSION_MODEL])
-    _seed(config, np.random.default_rng(11))
+    seed_regression(config, np.random.default_rng(11))
     proxy.cut()
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)  # constructing it must not need the store
-    app = create_app(config, service)
-    service.start_warmup().join()
-    down = app.test_client().get("/metrics")
+    client = create_app(config, service).test_client()  # starts the warm-up, which retries
+    wait_for(lambda: service.refreshers["reg"].status.up is False, 30, "the first failed read")
+    assert client.get("/-/ready").status_code == 503  # the store never answered: not ready
+    down = client.get("/metrics")
     assert down.status_code == 200
-    assert _metric(down.text, "model_monitor_up", model_id="reg") == 0
-    assert _metric(down.text, "model_window_predictions", model_id="reg") is None  # nothing yet
+    assert metric_value(down.text, "model_monitor_up", model_id="reg") == 0
+    assert metric_value(down.text, "model_monitor_rebuilding", model_id="reg") == 1
+    assert (
+        metric_value(down.text, "model_window_predictions", model_id="reg") is None
+    )  # nothing yet
     proxy.restore()
-    clock.advance(5)
-    up = app.test_client().get("/metrics").text
-    assert _metric(up, "model_monitor_up", model_id="reg") == 1
-    assert _metric(up, "model_window_predictions", model_id="reg") == 200
+
+    def ready() -> bool:
+        clock.advance(1)  # the warm-up's retries are refreshes: they need time to pass
+        return client.get("/-/ready").status_code == 200
+
+    wait_for(ready, 60, "readiness after recovery")
+    up = client.get("/metrics").text
+    assert metric_value(up, "model_monitor_up", model_id="reg") == 1
+    assert metric_value(up, "model_monitor_rebuilding", model_id="reg") == 0
+    assert metric_value(up, "model_window_predictions", model_id="reg") == 200

@@ -10,9 +10,8 @@ from exporter.baseline import FINE_BINS, CategoricalReference, NumericReference
 from exporter.cli import capture, main
 from exporter.service import MonitorService
 from exporter.storage.baseline_store import BaselineStore
-from exporter.storage.prediction_store import create_engine
-from tests.conftest import Clock, make_config, regression_rows
-from tests.test_bad_input import T0, _seed
+from exporter.storage.engine import create_engine
+from tests.conftest import T0, Clock, make_config, regression_rows, seed_regression
 
 
 def test_numeric_reference_bins_are_baseline_quantiles() -> None:
@@ -45,7 +44,9 @@ def test_categories_keep_top_k_and_pool_the_rest() -> None:
 
 def test_file_baseline_and_versions(tmp_path) -> None:
     config = make_config(f"sqlite:///{tmp_path / 's.db'}")
-    _seed(config, np.random.default_rng(3))  # stores version 1 for "reg" from the store range
+    seed_regression(
+        config, np.random.default_rng(3)
+    )  # stores version 1 for "reg" from the store range
     d = regression_rows(np.random.default_rng(4), 2000, shift=5.0)
     frame = pd.DataFrame(
         {

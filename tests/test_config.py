@@ -83,7 +83,8 @@ def test_store_url_from_environment_and_relative_sqlite(tmp_path, monkeypatch) -
 
 
 def test_check_config_reports_missing_columns(tmp_path, capsys) -> None:
-    from exporter.storage.prediction_store import create_engine, create_schema
+    from exporter.storage.engine import create_engine
+    from exporter.storage.prediction_store import create_schema
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     create_schema(create_engine(url), make_config(url))

@@ -9,9 +9,8 @@ import time
 import requests
 
 from exporter.simulator import DRIFTED_FEATURES
-from tests.conftest import FIRST_FAMILIES, FIRST_PERFORMANCE, ROOT
+from tests.conftest import FIRST_FAMILIES, FIRST_PERFORMANCE, ROOT, metric_value
 from tests.servers import free_port, model_monitor, stop, wait_for
-from tests.test_bad_input import _metric
 
 FIRST = {
     "ad_score_model_v1": FIRST_FAMILIES + FIRST_PERFORMANCE["regression"],
@@ -32,7 +31,9 @@ FEATURES = {
 
 def _verdicts(text: str) -> dict[str, dict[str, float | None]]:
     return {
-        m: {f: _metric(text, "model_feature_drift_detected", model_id=m, feature=f) for f in fs}
+        m: {
+            f: metric_value(text, "model_feature_drift_detected", model_id=m, feature=f) for f in fs
+        }
         for m, fs in FEATURES.items()
     }
 
@@ -60,7 +61,9 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
         def complete() -> bool:
             text = requests.get(url, timeout=5).text
             return all(
-                _metric(text, name, model_id=m) is not None for m in FEATURES for name in FIRST[m]
+                metric_value(text, name, model_id=m) is not None
+                for m in FEATURES
+                for name in FIRST[m]
             )
 
         wait_for(complete, 60 - (time.monotonic() - started), "every first family of both models")

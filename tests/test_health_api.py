@@ -17,8 +17,15 @@ from exporter.monitors import ModelMonitor, RetrainingScheduler, SystemMonitor
 from exporter.monitors.retraining_scheduler import Evidence, decide
 from exporter.monitors.system_monitor import latency_quantile
 from exporter.service import MonitorService
-from tests.conftest import REGRESSION_MODEL, Clock, make_config, regression_rows
-from tests.test_bad_input import T0, _metric, _seed
+from tests.conftest import (
+    REGRESSION_MODEL,
+    T0,
+    Clock,
+    make_config,
+    metric_value,
+    regression_rows,
+    seed_regression,
+)
 
 SAME_WINDOW = {
     **REGRESSION_MODEL,
@@ -30,7 +37,7 @@ SAME_WINDOW = {
 
 def test_python_api_json_and_metrics_agree(tmp_path) -> None:
     config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[SAME_WINDOW])
-    _seed(config, np.random.default_rng(21))
+    seed_regression(config, np.random.default_rng(21))
     service = MonitorService(config, clock=Clock(T0))
     app = create_app(config, service)
     service.start_warmup().join()
@@ -59,7 +66,7 @@ def test_python_api_json_and_metrics_agree(tmp_path) -> None:
     ).check_model_health(frame, frame["prediction"], frame["actual"])
 
     for feature in ("x1", "x2", "color"):
-        from_metrics = _metric(text, "model_feature_psi", model_id="reg", feature=feature)
+        from_metrics = metric_value(text, "model_feature_psi", model_id="reg", feature=feature)
         assert body["metrics"]["drift"]["feature_metrics"][feature]["psi"] == pytest.approx(
             from_metrics, rel=1e-12
         )
@@ -67,7 +74,9 @@ def test_python_api_json_and_metrics_agree(tmp_path) -> None:
             from_metrics, rel=1e-9
         )
     for metric in ("rmse", "mae", "r2"):
-        from_metrics = _metric(text, f"model_performance_{metric}", model_id="reg", segment="all")
+        from_metrics = metric_value(
+            text, f"model_performance_{metric}", model_id="reg", segment="all"
+        )
         assert body["metrics"]["performance"]["overall"][metric] == pytest.approx(
             from_metrics, rel=1e-12
         )
@@ -76,7 +85,9 @@ def test_python_api_json_and_metrics_agree(tmp_path) -> None:
         )
     assert api["status"] == body["status"]
     assert (
-        _metric(text, "model_health_status", model_id="reg", model_health_status=body["status"])
+        metric_value(
+            text, "model_health_status", model_id="reg", model_health_status=body["status"]
+        )
         == 1
     )
     assert [f["type"] for f in api["findings"]] == [f["type"] for f in body["findings"]]
@@ -182,7 +193,8 @@ def test_insufficient_labels_does_not_fire_with_labels() -> None:
 
 def test_cooldown_holds_back_all_but_high_urgency(tmp_path) -> None:
     config = make_config(f"sqlite:///{tmp_path / 's.db'}")
-    from exporter.storage.prediction_store import create_engine, create_schema
+    from exporter.storage.engine import create_engine
+    from exporter.storage.prediction_store import create_schema
 
     engine = create_engine(config.store.url)
     create_schema(engine, config)
@@ -210,13 +222,13 @@ def test_cooldown_holds_back_all_but_high_urgency(tmp_path) -> None:
 
 def test_exporter_exports_the_decision_and_audits_changes(tmp_path) -> None:
     config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[REGRESSION_MODEL])
-    _seed(config, np.random.default_rng(8))
+    seed_regression(config, np.random.default_rng(8))
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     app = create_app(config, service)
     service.start_warmup().join()
     text = app.test_client().get("/metrics").text
-    assert _metric(text, "model_retraining_recommended", model_id="reg") == 0
+    assert metric_value(text, "model_retraining_recommended", model_id="reg") == 0
     # A burst of badly mispredicted, drifted traffic.
     rng = np.random.default_rng(9)
     d = regression_rows(rng, 400, shift=3.0)
@@ -232,9 +244,12 @@ def test_exporter_exports_the_decision_and_audits_changes(tmp_path) -> None:
             logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=T0 + 2 + i * 0.01)
     clock.advance(30)
     text = app.test_client().get("/metrics").text
-    assert _metric(text, "model_retraining_recommended", model_id="reg") == 1
-    assert _metric(text, "model_retraining_urgency", model_id="reg") == 3
-    assert _metric(text, "model_health_status", model_id="reg", model_health_status="critical") == 1
+    assert metric_value(text, "model_retraining_recommended", model_id="reg") == 1
+    assert metric_value(text, "model_retraining_urgency", model_id="reg") == 3
+    assert (
+        metric_value(text, "model_health_status", model_id="reg", model_health_status="critical")
+        == 1
+    )
     from exporter.storage.audit import entries
 
     decisions = entries(service.engine, "reg", "retraining_decision")

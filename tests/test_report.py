@@ -14,8 +14,15 @@ from exporter.logging.prediction_logger import PredictionLogger
 from exporter.service import MonitorService
 from exporter.storage.metrics_store import MetricsStore
 from exporter.visualization import MonitoringDashboardGenerator
-from tests.conftest import REGRESSION_MODEL, Clock, make_config, need, regression_rows
-from tests.test_bad_input import T0, _seed
+from tests.conftest import (
+    REGRESSION_MODEL,
+    T0,
+    Clock,
+    make_config,
+    need,
+    regression_rows,
+    seed_regression,
+)
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -38,7 +45,7 @@ def _history(tmp_path):
     }
     config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[model], history_interval=1)
     rng = np.random.default_rng(4)
-    _seed(config, rng)
+    seed_regression(config, rng)
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     with PredictionLogger(config) as logger:
@@ -98,7 +105,7 @@ def test_report_from_history_in_chromium(tmp_path) -> None:
 
 @pytest.mark.parametrize("suffix", [".svg", ".pdf"])
 def test_save_refuses_other_formats(tmp_path, suffix: str) -> None:
-    from exporter.storage.prediction_store import create_engine
+    from exporter.storage.engine import create_engine
 
     store = MetricsStore(create_engine(f"sqlite:///{tmp_path / 's.db'}"))
     dashboard = MonitoringDashboardGenerator.create_dashboard(

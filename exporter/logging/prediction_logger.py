@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ModelConfig
-from exporter.storage.prediction_store import TimeCodec, create_engine, create_schema
+from exporter.storage.engine import create_engine
+from exporter.storage.prediction_store import TimeCodec, create_schema
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class PredictionLogger:
         create_tables: bool = True,
     ) -> None:
         self.config = config
-        self.engine = engine or create_engine(config.store.url)
+        self.engine = engine or create_engine(config.store.url, config.store.timeouts)
         if create_tables:
             create_schema(self.engine, config)
         self.batch_size = batch_size

@@ -156,9 +156,10 @@ def health_json(
     """The seed's health report: model_id, timestamp, status, findings, metrics (drift,
     performance with overall and segments), plus data quality, fairness and retraining."""
     at = at or dt.datetime.now(dt.UTC)
-    feature_metrics = {}
+    feature_metrics: dict[str, dict[str, Any] | None] = {}
     for name, feature in report.features.items():
-        if feature.drift is None:
+        if feature.drift is None:  # no baseline, or too few values: unknown, not a number
+            feature_metrics[name] = None
             continue
         d = feature.drift
         feature_metrics[name] = {

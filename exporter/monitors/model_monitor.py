@@ -18,7 +18,7 @@ from exporter.monitors.retraining_scheduler import Evidence, decide
 from exporter.report import ModelReport, build_report
 from exporter.rows import from_dataframe
 from exporter.storage.baseline_store import BaselineStore
-from exporter.storage.prediction_store import create_engine
+from exporter.storage.engine import create_engine
 from exporter.sufficient_stats import totals_of
 
 
@@ -35,7 +35,9 @@ class ModelMonitor:
                 f"model {model_id} is a {self.model.kind} model; use the monitor for that kind"
             )
         if baseline is None:
-            baseline = BaselineStore(create_engine(self.config.store.url)).load(model_id)
+            baseline = BaselineStore(
+                create_engine(self.config.store.url, self.config.store.timeouts)
+            ).load(model_id)
         if baseline is None:
             raise ValueError(
                 f"model {model_id} has no baseline; capture one with "

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from exporter.config import Config, ConfigError, ModelConfig, load_config
 from exporter.report import ModelReport
 from exporter.storage.audit import last_action, record
-from exporter.storage.prediction_store import create_engine
+from exporter.storage.engine import create_engine
 
 URGENCIES = ("none", "low", "medium", "high")
 RETRAINED_ACTION = "model_retrained"
@@ -152,7 +152,7 @@ class RetrainingScheduler:
         self.config = config
         self.engine = engine
         if engine is None and config is not None:
-            self.engine = create_engine(config.store.url)
+            self.engine = create_engine(config.store.url, config.store.timeouts)
 
     def _model(self, model_id: str) -> ModelConfig:
         if self.config is not None:

@@ -22,6 +22,7 @@ from exporter.storage.prediction_store import (
     TS,
     Cursor,
     ModelSource,
+    Span,
     attribute_key,
     create_project_tables,
     feature_key,
@@ -95,7 +96,9 @@ def read_range(
     cursor: Cursor | None = None
     with tqdm(desc=f"reading {model.model_id}", unit=" rows", disable=not progress) as bar:
         while True:
-            frame = source.read_predictions(start, end, cursor, batch_rows, with_labels=True)
+            frame = source.read_predictions(
+                Span(start, end, after=cursor), batch_rows, with_labels=True
+            )
             if len(frame):
                 frames.append(frame)
                 bar.update(len(frame))

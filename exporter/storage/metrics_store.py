@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ConfigError, load_config
 from exporter.storage.audit import record
+from exporter.storage.engine import create_engine
 from exporter.storage.prediction_store import (
-    create_engine,
     create_project_tables,
     create_schema,
     metadata_tables,

@@ -4,15 +4,16 @@ This is one of the two places that talk SQL (with `logging/`). Every identifier 
 config and reaches the database only through SQLAlchemy's quoting (reflected `Table` objects and
 `label()`), never through string formatting.
 
-Reads use keyset pagination on (order column, id) so that each scrape costs one index range scan
-over the rows that are new, whatever the size of the table.
+Reads use keyset pagination on (order column, id), with a plain lower bound on the order column
+before the row-value comparison, so that each read is one index range scan over the rows that
+are new, whatever the size of the table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ AUDIT_TABLE = "model_monitor_audit"
 METRICS_TABLE = "model_monitor_metrics"
 
 # Canonical names of the columns a source returns, whatever the user's table calls them.
-ID, TS, PREDICTION, SCORE, LATENCY, LABEL, ARRIVAL = (
+ID, TS, PREDICTION, SCORE, LATENCY, LABEL, ARRIVAL, MATCHED = (
     "id",
     "ts",
     "prediction",
@@ -33,6 +34,7 @@ ID, TS, PREDICTION, SCORE, LATENCY, LABEL, ARRIVAL = (
     "latency",
     "label",
     "arrival",
+    "matched",  # the prediction's id as found by a label's join; null: no such prediction
 )
 
 
@@ -46,21 +48,6 @@ def segment_key(column: str) -> str:
 
 def attribute_key(column: str) -> str:
     return f"attr.{column}"
-
-
-def create_engine(url: str) -> Engine:
-    """An engine that survives store restarts (pre-ping) and tolerates threaded use of SQLite."""
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    engine = sa.create_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-
-        @sa.event.listens_for(engine, "connect")
-        def _wal(dbapi_conn: Any, _record: Any) -> None:  # readers never block the logger
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-
-    return engine
 
 
 def _split(table: str) -> tuple[str | None, str]:
@@ -237,6 +224,21 @@ class Cursor:
     key: Any
 
 
+@dataclass(frozen=True)
+class Span:
+    """Which rows of a stream a read covers: start <= time <= until, time < before (if given),
+    (time, id) after the cursor (if given), id among `ids` (if given). Times are epoch seconds."""
+
+    start: float
+    until: float
+    after: Cursor | None = None
+    before: float | None = None
+    ids: tuple[Any, ...] | None = None  # only these ids (reconciliation fetching what it lacks)
+
+
+Stream = Literal["predictions", "labels"]
+
+
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
@@ -315,35 +317,43 @@ class ModelSource:
         return TimeCodec(table.c[labels.arrival_column])
 
     @staticmethod
-    def _keyset(
-        order: sa.ColumnElement[Any], key: sa.ColumnElement[Any], start: Any, after: Cursor | None
+    def _range(
+        order: sa.ColumnElement[Any],
+        key: sa.ColumnElement[Any],
+        codec: TimeCodec,
+        span: Span,
     ) -> list[sa.ColumnElement[bool]]:
-        if after is None:
-            return [order >= start]
-        return [sa.or_(order > after.order, sa.and_(order == after.order, key > after.key))]
+        """The WHERE terms of one read: one lower bound on the order column for the index to
+        start its range scan at (the cursor's, once there is one), then the keyset."""
+        after = span.after
+        lower = after.order if after is not None else codec.to_native(span.start)
+        terms = [order >= lower, order <= codec.to_native(span.until)]
+        if after is not None:
+            terms.append(sa.tuple_(order, key) > (after.order, after.key))
+        if span.before is not None:
+            terms.append(order < codec.to_native(span.before))
+        if span.ids is not None:
+            terms.append(key.in_(span.ids))
+        return terms
 
     def _fetch(self, stmt: sa.Select[Any]) -> pd.DataFrame:
+        """The rows of `stmt` as a frame, built column by column: `DataFrame.from_records` on
+        SQLAlchemy rows probes every row for a `dtype` (an exception each, pandas 3), which
+        cost more than the query itself."""
         with self.engine.connect() as conn:
             result = conn.execute(stmt)
-            return pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
+            columns, rows = list(result.keys()), result.all()
+        if not rows:
+            return pd.DataFrame(columns=columns)
+        return pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))
 
-    def read_predictions(
-        self,
-        start: float,
-        until: float,
-        after: Cursor | None,
-        limit: int,
-        with_labels: bool = False,
-    ) -> pd.DataFrame:
-        """Up to `limit` predictions with start <= time <= until, after the cursor, in order.
-
-        The label comes along (as LABEL, null where none) when the config reads labels together
-        with predictions, or when `with_labels` asks for it (baselines).
-        """
+    def _predictions_from(
+        self, with_labels: bool
+    ) -> tuple[sa.Table, sa.FromClause, list[sa.ColumnElement[Any]]]:
+        """The predictions table, what to select from, and the columns (label included when
+        labels are read together with predictions, or `with_labels` asks for it)."""
         src = self.model.source
         table = self._table(src.table)
-        codec = TimeCodec(table.c[src.timestamp_column])
-        ts, key = table.c[src.timestamp_column], table.c[src.id_column]
         columns = self._prediction_columns(table)
         labels = src.labels
         from_: sa.FromClause = table
@@ -353,93 +363,149 @@ class ModelSource:
             else:
                 label_table = self._table(labels.table)
                 from_ = table.outerjoin(
-                    label_table, key == label_table.c[labels.prediction_id_column]
+                    label_table,
+                    table.c[src.id_column] == label_table.c[labels.prediction_id_column],
                 )
                 columns.append(label_table.c[labels.column].label(LABEL))
+        return table, from_, columns
+
+    def read_predictions(self, span: Span, limit: int, with_labels: bool = False) -> pd.DataFrame:
+        """Up to `limit` predictions in `span`, in (time, id) order."""
+        src = self.model.source
+        table, from_, columns = self._predictions_from(with_labels)
+        ts, key = table.c[src.timestamp_column], table.c[src.id_column]
         stmt = (
             sa.select(*columns)
             .select_from(from_)
-            .where(
-                *self._model_filter(table), *self._keyset(ts, key, codec.to_native(start), after)
-            )
-            .where(ts <= codec.to_native(until))
+            .where(*self._model_filter(table), *self._range(ts, key, TimeCodec(ts), span))
             .order_by(ts, key)
             .limit(limit)
         )
         return self._fetch(stmt)
 
-    def read_labels(
-        self, start: float, until: float, after: Cursor | None, limit: int
-    ) -> pd.DataFrame:
-        """Up to `limit` label arrivals after the cursor, joined to their predictions.
-
-        A label whose prediction is not in the table comes back with a null prediction time
-        (outer join), so it can be counted as rejected instead of vanishing.
-        """
+    def _label_parts(
+        self,
+    ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[Any], list[Any]]:
+        """What label arrivals are read from: the FROM clause, arrival and key columns, filters."""
         labels = self.model.source.labels
         assert labels is not None and labels.arrival_column is not None
         predictions = self._table(self.model.source.table)
-        src = self.model.source
         if labels.table is None:
-            arrival = predictions.c[labels.arrival_column]
-            codec = TimeCodec(arrival)
-            key = predictions.c[src.id_column]
-            stmt = sa.select(
-                *self._prediction_columns(predictions),
-                predictions.c[labels.column].label(LABEL),
-                arrival.label(ARRIVAL),
-            ).where(*self._model_filter(predictions), arrival.is_not(None))
-        else:
-            label_table = self._table(labels.table)
-            arrival = label_table.c[labels.arrival_column]
-            codec = TimeCodec(arrival)
-            key = label_table.c[labels.prediction_id_column]
-            joined = label_table.outerjoin(
+            return (
                 predictions,
-                sa.and_(key == predictions.c[src.id_column], *self._model_filter(predictions)),
+                predictions.c[labels.arrival_column],
+                predictions.c[self.model.source.id_column],
+                self._model_filter(predictions),
             )
-            columns = [c for c in self._prediction_columns(predictions) if c.name != ID]
-            stmt = sa.select(
-                key.label(ID),
-                *columns,
-                label_table.c[labels.column].label(LABEL),
-                arrival.label(ARRIVAL),
-            ).select_from(joined)
+        label_table = self._table(labels.table)
+        key = label_table.c[labels.prediction_id_column]
+        joined = label_table.outerjoin(
+            predictions,
+            sa.and_(
+                key == predictions.c[self.model.source.id_column],
+                *self._model_filter(predictions),
+            ),
+        )
+        return joined, label_table.c[labels.arrival_column], key, []
+
+    def read_labels(self, span: Span, limit: int) -> pd.DataFrame:
+        """Up to `limit` label arrivals in `span`, joined to their predictions.
+
+        A label whose prediction is not in the table comes back with a null MATCHED column
+        (outer join), so it can be counted as rejected instead of vanishing.
+        """
+        labels = self.model.source.labels
+        assert labels is not None
+        predictions = self._table(self.model.source.table)
+        from_, arrival, key, filters = self._label_parts()
+        columns = [c for c in self._prediction_columns(predictions) if c.name != ID]
         stmt = (
-            stmt.where(*self._keyset(arrival, key, codec.to_native(start), after))
-            .where(arrival <= codec.to_native(until))
+            sa.select(
+                key.label(ID),
+                predictions.c[self.model.source.id_column].label(MATCHED),
+                *columns,
+                self._table(labels.table or self.model.source.table).c[labels.column].label(LABEL),
+                arrival.label(ARRIVAL),
+            )
+            .select_from(from_)
+            .where(*filters, *self._range(arrival, key, TimeCodec(arrival), span))
             .order_by(arrival, key)
             .limit(limit)
         )
         return self._fetch(stmt)
 
-    def count_predictions(
-        self, start: float, end: float, width: int
-    ) -> tuple[list[int], list[int]]:
-        """Predictions per time bucket of `width` seconds in [start, end), counted by the database.
+    def _stream_order(
+        self, stream: Stream
+    ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[Any], list[Any]]:
+        """What a stream is read from: the FROM clause, order and key columns, filters."""
+        if stream == "labels":
+            return self._label_parts()
+        table = self._table(self.model.source.table)
+        return (
+            table,
+            table.c[self.model.source.timestamp_column],
+            table.c[self.model.source.id_column],
+            self._model_filter(table),
+        )
 
-        Used on (re)start to learn how many predictions the older part of the performance window
-        holds without reading them.
-        """
-        src = self.model.source
-        table = self._table(src.table)
-        column = table.c[src.timestamp_column]
-        codec = TimeCodec(column)
-        epoch = column if codec.numeric else sa.extract("epoch", column)
-        if self.engine.dialect.name == "sqlite":  # SQLite may lack floor(); epochs are positive
-            bucket = sa.cast(epoch, sa.Integer) // width
-        else:
-            bucket = sa.func.floor(epoch / width)
-        bucket = bucket.label("bucket")
+    def read_keys(self, stream: Stream, span: Span, limit: int) -> pd.DataFrame:
+        """Only the (id, time) of up to `limit` rows of a stream in `span`: a narrow read for
+        reconciliation to find which rows it has not counted, before fetching those whole."""
+        from_, order, key, filters = self._stream_order(stream)
         stmt = (
-            sa.select(bucket, sa.func.count())
-            .where(
-                *self._model_filter(table),
-                column >= codec.to_native(start),
-                column < codec.to_native(end),
-            )
-            .group_by(bucket)
+            sa.select(key.label(ID), order.label(ARRIVAL if stream == "labels" else TS))
+            .select_from(from_)
+            .where(*filters, *self._range(order, key, TimeCodec(order), span))
+            .order_by(order, key)
+            .limit(limit)
+        )
+        return self._fetch(stmt)
+
+    def count_by_bucket(self, stream: Stream, span: Span, width: int) -> dict[int, int]:
+        """Rows of a stream per time bucket of `width` seconds in `span`, counted by the database.
+
+        The rebuild uses it to learn how many predictions the older part of the performance
+        window holds without reading them; reconciliation compares it with the rows counted.
+        """
+        from_, column, _, filters = self._stream_order(stream)
+        codec = TimeCodec(column)
+        sqlite_text = self.engine.dialect.name == "sqlite" and not codec.numeric
+        if sqlite_text:
+            # SQLite's date functions round to milliseconds (12.9996 s becomes 13 s, the next
+            # bucket) and parse every row; the stored text's whole seconds floor exactly and
+            # cost a substring. The database groups by second, Python maps seconds to buckets.
+            key = sa.func.substr(column, 1, 19)
+        elif self.engine.dialect.name == "sqlite":  # SQLite may lack floor(); epochs are positive
+            key = sa.cast(column, sa.Integer) // width
+        else:
+            epoch = column if codec.numeric else sa.extract("epoch", column)
+            key = sa.func.floor(epoch / width)
+        key = key.label("bucket")
+        stmt = (
+            sa.select(key, sa.func.count())
+            .select_from(from_)
+            .where(*filters, *self._range(column, column, codec, span))
+            .group_by(key)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [int(b) for b, _ in rows], [int(n) for _, n in rows]
+        if not sqlite_text:
+            return {int(b): int(n) for b, n in rows}
+        seconds = pd.to_datetime([b for b, _ in rows], format="%Y-%m-%d %H:%M:%S", utc=True)
+        buckets = (seconds - _EPOCH) // pd.Timedelta(seconds=width)
+        counts = pd.Series([n for _, n in rows], dtype="int64").groupby(buckets.to_numpy()).sum()
+        return {int(b): int(n) for b, n in counts.items()}
+
+    def count_unordered(self, stream: Stream) -> int:
+        """Rows of a stream without a time (NULL), which no read by time can ever return.
+
+        Labels in the predictions table are only counted when present: a NULL arrival there
+        means "no label yet", not a bad row.
+        """
+        labels = self.model.source.labels
+        if stream == "labels" and (labels is None or labels.table is None):
+            return 0
+        from_, column, _, filters = self._stream_order(stream)
+        stmt = sa.select(sa.func.count()).select_from(from_).where(*filters, column.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())

@@ -1,0 +1,122 @@
+"""SQLAlchemy engines whose every wait on the store is bounded.
+
+A store that hangs (a frozen proxy, a dead NAT entry, a server stuck on I/O) never answers, so
+neither TCP nor the server can end the wait: PostgreSQL's `statement_timeout` only runs once the
+server has the query. Three bounds together cover every wait:
+
+- connecting: libpq's `connect_timeout` (SQLite opens a file);
+- on the server: PostgreSQL `statement_timeout`, so a slow query ends cleanly;
+- on the client: a deadline armed around every statement; when it passes, the connection is
+  broken from our side (the socket shut down for PostgreSQL, `interrupt()` for SQLite), so the
+  blocked call raises like any other store error and the connection is discarded.
+
+SQLite's busy timeout bounds waits for a writer's lock. Pool checkouts wait at most the connect
+timeout. There is no pre-ping: its query would run outside the deadline; a connection found dead
+by a real statement is invalidated with the rest of the pool, and the caller retries once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from exporter.config import StoreTimeouts
+
+# Grace after the server-side timeout before the client breaks the connection, so that a merely
+# slow query ends with the server's own error rather than a broken connection.
+_CLIENT_GRACE = 1.0
+
+
+class DeadlineExceededError(sa.exc.OperationalError):
+    """A statement outlived the statement timeout and its connection was broken."""
+
+
+def _break(dbapi_conn: Any) -> None:
+    """End a blocked call on this DBAPI connection from another thread."""
+    if hasattr(dbapi_conn, "interrupt"):  # sqlite3
+        dbapi_conn.interrupt()
+        return
+    pgconn = getattr(dbapi_conn, "pgconn", None)  # psycopg 3
+    if pgconn is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        # shutdown() acts on the socket, not the descriptor, so a duplicate is enough; the
+        # blocked read then sees EOF and psycopg raises OperationalError.
+        dup = socket.socket(fileno=os.dup(pgconn.socket))
+        with contextlib.closing(dup):
+            dup.shutdown(socket.SHUT_RDWR)
+
+
+def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
+    """An engine with connect, statement and lock-wait timeouts (see the module docstring)."""
+    timeouts = timeouts or StoreTimeouts()
+    sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"future": True}
+    if sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.statement}
+    else:
+        kwargs["pool_timeout"] = timeouts.connect
+    engine = sa.create_engine(url, **kwargs)
+
+    if sqlite:
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_conn: Any, _record: Any) -> None:  # readers never block the logger
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
+    elif engine.dialect.name == "postgresql":
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _pg_timeouts(_dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            # Added to whatever options the URL carries (a search_path, say), not replacing them.
+            ms = int(timeouts.statement * 1000)
+            cparams["options"] = f"{cparams.get('options', '')} -c statement_timeout={ms}".strip()
+            cparams.setdefault("connect_timeout", max(1, round(timeouts.connect)))
+
+    limit = timeouts.statement + _CLIENT_GRACE
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _arm(conn: sa.Connection, *_: Any) -> None:
+        dbapi_conn = conn.connection.dbapi_connection
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            _break(dbapi_conn)
+
+        timer = threading.Timer(limit, expire)
+        timer.daemon = True
+        conn.info["deadline"] = (timer, fired)
+        timer.start()
+
+    def _disarm(conn: sa.Connection) -> threading.Event | None:
+        timer, fired = conn.info.pop("deadline", (None, None))
+        if timer is not None:
+            timer.cancel()
+        return fired
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: sa.Connection, *_: Any) -> None:
+        _disarm(conn)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _error(context: sa.engine.ExceptionContext) -> Exception | None:
+        if context.connection is None:
+            return None
+        fired = _disarm(context.connection)
+        if fired is not None and fired.is_set():
+            context.is_disconnect = True  # the connection is broken: never hand it out again
+            return DeadlineExceededError(
+                context.statement,
+                context.parameters,
+                TimeoutError(f"no answer from the store within {limit:g}s"),
+            )
+        return None
+
+    return engine

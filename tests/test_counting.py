@@ -1,0 +1,197 @@
+"""Every row counted once, under one reason; unknown numbers absent, never invented.
+
+The tables are the user's own (NULL timestamps allowed), filled by hand with a known number of
+rows of each kind, so every expected count below is written out, not computed by the exporter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from exporter.app import create_app
+from exporter.service import MonitorService
+from exporter.storage.prediction_store import Span
+from tests.conftest import (
+    REGRESSION_MODEL,
+    T0,
+    Clock,
+    make_config,
+    metric_value,
+    seed_regression,
+)
+
+
+def _utc(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
+
+
+def _tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
+    metadata = sa.MetaData()
+    predictions = sa.Table(
+        "reg_predictions",
+        metadata,
+        sa.Column("prediction_id", sa.String(64), primary_key=True),
+        sa.Column("created_at", sa.DateTime, nullable=True),  # the user's table allows NULL
+        sa.Column("prediction", sa.Float),
+        sa.Column("latency_seconds", sa.Float),
+        sa.Column("x1", sa.Float),
+        sa.Column("x2", sa.Float),
+        sa.Column("color", sa.String(50)),
+        sa.Column("tier", sa.String(50)),
+    )
+    labels = sa.Table(
+        "reg_labels",
+        metadata,
+        sa.Column("prediction_id", sa.String(64), primary_key=True),
+        sa.Column("actual", sa.Float),
+        sa.Column("labeled_at", sa.DateTime, nullable=False),
+    )
+    metadata.create_all(engine)
+    return predictions, labels
+
+
+def _prediction(pid: str, ts: float | None, value: float | None = 3.0) -> dict:
+    return {
+        "prediction_id": pid,
+        "created_at": None if ts is None else _utc(ts),
+        "prediction": value,
+        "latency_seconds": 0.01,
+        "x1": 0.5,
+        "x2": 1.0,
+        "color": "red",
+        "tier": "gold",
+    }
+
+
+def test_each_row_is_counted_once_under_one_reason(store_url: str) -> None:
+    config = make_config(store_url, models=[REGRESSION_MODEL], reconcile_interval=60)
+    engine = sa.create_engine(store_url)
+    predictions, labels = _tables(engine)
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    client = create_app(config, service, warmup=False).test_client()
+    service.start_warmup().join()  # empty tables: what follows is all read live
+
+    good = [_prediction(f"ok{i}", T0 - 300 + i) for i in range(100)]
+    untimed = [_prediction(f"null{i}", None) for i in range(7)]
+    bad = [_prediction(f"bad{i}", T0 - 200 + i, None) for i in range(20)]
+    bad += [_prediction(f"inf{i}", T0 - 150 + i, math.inf) for i in range(10)]
+    future = [_prediction(f"future{i}", T0 + 600 + i) for i in range(6)]
+    old = [_prediction(f"old{i}", T0 - 2000 + i) for i in range(2)]  # before both windows
+    arrival = _utc(T0 + 30)
+
+    def label(pid: str, value: float | None = 3.1) -> dict:
+        return {"prediction_id": pid, "actual": value, "labeled_at": arrival}
+
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), good + untimed + bad + future + old)
+        conn.execute(
+            labels.insert(),
+            [label(f"ok{i}") for i in range(50)]
+            + [label(f"ok{i}", None) for i in range(50, 53)]  # invalid_label
+            + [label(f"ghost{i}") for i in range(4)]  # label_unknown_prediction
+            + [label(f"null{i}") for i in range(7)]  # label_of_rejected_prediction
+            + [label(f"bad{i}") for i in range(3)]  # label_of_rejected_prediction
+            + [label(f"future{i}") for i in range(6)]  # future_timestamp
+            + [label(f"old{i}") for i in range(2)],  # expired
+        )
+    clock.advance(61)  # a whole sweep: the rows without a time are counted too
+    body = client.get("/metrics").text
+
+    def rejected(reason: str) -> float | None:
+        return metric_value(body, "model_monitor_rows_rejected_total", reason=reason)
+
+    assert metric_value(body, "model_window_predictions", model_id="reg") == 100
+    assert metric_value(body, "model_predictions_total", model_id="reg") == 100
+    assert rejected("invalid_timestamp") == 7
+    assert rejected("invalid_prediction") == 30  # each bad row once, its label not again
+    assert rejected("invalid_label") == 3
+    assert rejected("label_unknown_prediction") == 4
+    assert rejected("label_of_rejected_prediction") == 10
+    assert rejected("future_timestamp") == 6
+    assert rejected("expired") == 2
+    assert metric_value(body, "model_labels_total", model_id="reg") == 50
+    assert metric_value(body, "model_window_labeled_predictions", model_id="reg") == 50
+
+    clock.advance(61)  # counted once: another full reconciliation adds nothing
+    again = client.get("/metrics").text
+    for reason in ("invalid_timestamp", "invalid_prediction", "label_of_rejected_prediction"):
+        assert metric_value(again, "model_monitor_rows_rejected_total", reason=reason) == (
+            rejected(reason)
+        )
+    engine.dispose()
+
+
+DRIFT = (
+    "model_feature_psi",
+    "model_feature_kl_divergence",
+    "model_feature_js_distance",
+    "model_feature_ks_statistic",
+    "model_feature_wasserstein_normalized",
+    "model_feature_drift_detected",
+    "model_feature_bin_ratio",
+    "model_prediction_psi",
+    "model_prediction_drift_detected",
+    "model_drifted_features",
+    "model_feature_correlation_drift",
+)
+ABSENT_WITHOUT_DATA = (
+    *DRIFT,
+    "model_performance_rmse",
+    "model_performance_degradation_ratio",
+    "model_fairness_mean_prediction_ratio",
+    "model_fairness_excluded_groups",
+    "model_group_predictions",
+    "model_label_coverage_ratio",
+)
+
+
+def _names(body: str) -> set[str]:
+    return {
+        line.split("{")[0].split(" ")[0]
+        for line in body.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+@pytest.mark.parametrize(("rows", "absent"), [(0, ABSENT_WITHOUT_DATA), (20, DRIFT)])
+def test_empty_and_thin_windows_show_no_invented_numbers(tmp_path, rows, absent) -> None:
+    """No rows: nothing computed from them. Fewer rows than min_samples (50): no drift."""
+    model = {**REGRESSION_MODEL, "protected_attributes": ["tier"]}
+    config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[model])
+    seed_regression(config, np.random.default_rng(1), n_live=rows)  # and a baseline
+    service = MonitorService(config, clock=Clock(T0))
+    client = create_app(config, service, warmup=False).test_client()
+    service.start_warmup().join()
+    body = client.get("/metrics").text
+    assert metric_value(body, "model_window_predictions", model_id="reg") == rows
+    assert metric_value(body, "model_baseline_info", model_id="reg") == 1
+    assert not _names(body) & set(absent)
+    drift = client.get("/api/v1/models/reg/health").get_json()["metrics"]["drift"]
+    assert drift["feature_metrics"] == {"x1": None, "x2": None, "color": None}
+    assert drift["prediction"] is None
+
+
+def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
+    """The database's bucket of a row (reconciliation's GROUP BY) is floor(time / width), also a
+    hair before a boundary, where SQLite's date functions would round up to the next second."""
+    config = make_config(store_url, models=[REGRESSION_MODEL])
+    engine = sa.create_engine(store_url)
+    predictions, _ = _tables(engine)
+    epochs = [
+        T0 - 60 + k + frac for k in range(20) for frac in (0.0, 0.0004, 0.5, 0.9996, 0.999999)
+    ]
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(epochs)])
+    source = MonitorService(config).refreshers["reg"].source
+    for width in (1, 7, 60):
+        expected = Counter(math.floor(t / width) for t in epochs)
+        counted = source.count_by_bucket("predictions", Span(T0 - 120, T0), width)
+        assert counted == dict(expected), width
+    engine.dispose()
