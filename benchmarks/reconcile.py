@@ -6,8 +6,8 @@ For each window size: fill the store (the model of benchmarks/scrape.py), rebuil
 then time (a) a whole-window reconciliation that finds nothing missing (the sweep that the
 refreshes of one `reconcile_interval` share), (b) the per-refresh look behind the read position
 (`late_rows_lookback`), and (c) a whole-window reconciliation after 1,000 rows were back-filled
-at random times across the window, which must find and count exactly those 1,000. Pass an empty database per size with
---store-url (PostgreSQL: a fresh schema in the URL's search_path).
+at random times across the window, which must find and count exactly those 1,000. Pass an
+empty database per size with --store-url (PostgreSQL: a fresh schema in the URL's search_path).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scrape import MODEL, T0, Clock, analyze, insert, rows
 
 from exporter.config import parse_config
 from exporter.service import MonitorService
 from exporter.storage.engine import create_engine
 from exporter.storage.prediction_store import create_schema
-from scrape import MODEL, T0, Clock, insert, rows
 
 BACKFILL = 1_000
 
@@ -44,6 +44,7 @@ def measure(store_url: str, window_rows: int, repeats: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
     insert(engine, preds, labels)
+    analyze(engine)
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     refresher = service.refreshers["bench"]

@@ -110,6 +110,15 @@ def insert(engine: sa.Engine, preds: list[dict], labels: list[dict]) -> None:
             conn.execute(sa.insert(lab), labels[i : i + 50_000])
 
 
+def analyze(engine: sa.Engine) -> None:
+    """Table statistics after the bulk fill, as autovacuum would gather them: without them
+    PostgreSQL estimates a keyset range at a few hundred rows and picks a bitmap scan that reads
+    the whole rest of the window for every batch of a rebuild (docs/performance.md)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
 def measure(store_url: str, window_rows: int, scrapes: int) -> dict[str, float]:
     config = parse_config(
         {
@@ -130,6 +139,7 @@ def measure(store_url: str, window_rows: int, scrapes: int) -> dict[str, float]:
     t_fill = time.perf_counter()
     preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
     insert(engine, preds, labels)
+    analyze(engine)
     fill = time.perf_counter() - t_fill
     from exporter.rows import parse_rows
     from exporter.storage.baseline_store import read_range

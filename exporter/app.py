@@ -84,9 +84,8 @@ def create_app(
     def ready() -> Response:
         if service.ready:
             return Response("Ready\n", 200, {"Content-Type": "text/plain"})
-        waiting = [m for m, r in service.refreshers.items() if r.rebuilding]
         return Response(
-            f"Windows not built yet from the store: {', '.join(waiting)}\n",
+            f"Windows not built yet from the store: {', '.join(service.waiting)}\n",
             503,
             {"Content-Type": "text/plain"},
         )

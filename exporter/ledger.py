@@ -57,13 +57,17 @@ class RowLedger:
     def bucket_of(self, epoch: np.ndarray) -> np.ndarray:
         return np.floor(np.asarray(epoch, dtype=float) / self.width).astype(np.int64)
 
-    def _known(self, bucket: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which of these sorted, unique keys the bucket holds, and where the others go."""
-        seen = self._buckets.get(bucket, _EMPTY)
-        pos = np.searchsorted(seen, keys)
-        if not len(seen):
-            return np.zeros(len(keys), dtype=bool), pos
-        return (pos < len(seen)) & (seen[np.minimum(pos, len(seen) - 1)] == keys), pos
+    def contains(self, epoch: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """True where a row is already counted; records nothing.
+
+        One membership test against the keys of every slice the rows fall in: a key from
+        another of those slices can only match by a 64-bit hash collision.
+        """
+        slices = np.unique(self.bucket_of(epoch)).tolist()
+        pools = [self._buckets[s] for s in slices if s in self._buckets]
+        if not pools:
+            return np.zeros(len(keys), dtype=bool)
+        return np.isin(keys, np.concatenate(pools))
 
     def admit(self, epoch: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Record rows as counted; True where a row was not counted before.
@@ -72,26 +76,19 @@ class RowLedger:
         overlaps itself is still counted once. `epoch` must be finite.
         """
         fresh = np.zeros(len(keys), dtype=bool)
-        buckets = self.bucket_of(epoch)
-        for bucket in np.unique(buckets).tolist():
-            where = np.flatnonzero(buckets == bucket)
-            unique, first = np.unique(keys[where], return_index=True)
-            known, pos = self._known(bucket, unique)
-            if (~known).any():
-                fresh[where[first[~known]]] = True
-                seen = self._buckets.get(bucket, _EMPTY)
-                self._buckets[bucket] = np.insert(seen, pos[~known], unique[~known])
+        fresh[np.unique(keys, return_index=True)[1]] = True
+        fresh &= ~self.contains(epoch, keys)
+        if not fresh.any():
+            return fresh
+        slices, new = self.bucket_of(epoch)[fresh], keys[fresh]
+        order = np.lexsort((new, slices))
+        slices, new = slices[order], new[order]
+        starts = np.flatnonzero(np.diff(slices, prepend=slices[:1] - 1))
+        for at, end in zip(starts.tolist(), [*starts[1:].tolist(), len(new)], strict=True):
+            seen = self._buckets.get(int(slices[at]), _EMPTY)
+            chunk = new[at:end]
+            self._buckets[int(slices[at])] = np.insert(seen, np.searchsorted(seen, chunk), chunk)
         return fresh
-
-    def contains(self, epoch: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """True where a row is already counted; records nothing."""
-        found = np.zeros(len(keys), dtype=bool)
-        buckets = self.bucket_of(epoch)
-        for bucket in np.unique(buckets).tolist():
-            where = np.flatnonzero(buckets == bucket)
-            unique, inverse = np.unique(keys[where], return_inverse=True)
-            found[where] = self._known(bucket, unique)[0][inverse]
-        return found
 
     def count(self, bucket: int) -> int:
         return len(self._buckets.get(bucket, _EMPTY))

@@ -436,7 +436,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "model_monitor_rebuilding",
         "gauge",
-        "1 while the model's window is being built from the store (start-up, new baseline): a deploy, not an outage; its model_ numbers appear when it is 0.",
+        "1 while the model's window is being built from the store (start-up, new baseline): a deploy, not an outage. At start-up its model_ numbers appear when it is 0; after a new baseline the last good ones are served meanwhile.",
         M,
         "exporter",
     ),

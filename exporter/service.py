@@ -63,11 +63,10 @@ class MonitorService:
                 if self.ready:
                     break
                 if delay == _RETRY_FIRST:  # once; each model logs its own error once too
-                    waiting = [m for m, r in self.refreshers.items() if r.rebuilding]
                     log.warning(
                         "windows not built for %s: the store could not be read; retrying until "
                         "it can (every %.0fs at most)",
-                        ", ".join(waiting),
+                        ", ".join(self.waiting),
                         _RETRY_MAX,
                     )
                 time.sleep(delay)
@@ -83,6 +82,11 @@ class MonitorService:
         return thread
 
     @property
+    def waiting(self) -> list[str]:
+        """Models whose window has never been built from the store (a rebuild after a new
+        baseline does not count: the last good numbers are served meanwhile)."""
+        return [m for m, r in self.refreshers.items() if r.report is None]
+
+    @property
     def ready(self) -> bool:
-        """Every model's window has been built from the store."""
-        return not any(r.rebuilding for r in self.refreshers.values())
+        return not self.waiting

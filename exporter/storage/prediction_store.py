@@ -383,31 +383,6 @@ class ModelSource:
         )
         return self._fetch(stmt)
 
-    def _label_parts(
-        self,
-    ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[Any], list[Any]]:
-        """What label arrivals are read from: the FROM clause, arrival and key columns, filters."""
-        labels = self.model.source.labels
-        assert labels is not None and labels.arrival_column is not None
-        predictions = self._table(self.model.source.table)
-        if labels.table is None:
-            return (
-                predictions,
-                predictions.c[labels.arrival_column],
-                predictions.c[self.model.source.id_column],
-                self._model_filter(predictions),
-            )
-        label_table = self._table(labels.table)
-        key = label_table.c[labels.prediction_id_column]
-        joined = label_table.outerjoin(
-            predictions,
-            sa.and_(
-                key == predictions.c[self.model.source.id_column],
-                *self._model_filter(predictions),
-            ),
-        )
-        return joined, label_table.c[labels.arrival_column], key, []
-
     def read_labels(self, span: Span, limit: int) -> pd.DataFrame:
         """Up to `limit` label arrivals in `span`, joined to their predictions.
 
@@ -417,7 +392,15 @@ class ModelSource:
         labels = self.model.source.labels
         assert labels is not None
         predictions = self._table(self.model.source.table)
-        from_, arrival, key, filters = self._label_parts()
+        from_, arrival, key, filters = self._stream_order("labels")
+        if labels.table is not None:
+            from_ = from_.outerjoin(
+                predictions,
+                sa.and_(
+                    key == predictions.c[self.model.source.id_column],
+                    *self._model_filter(predictions),
+                ),
+            )
         columns = [c for c in self._prediction_columns(predictions) if c.name != ID]
         stmt = (
             sa.select(
@@ -437,16 +420,20 @@ class ModelSource:
     def _stream_order(
         self, stream: Stream
     ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[Any], list[Any]]:
-        """What a stream is read from: the FROM clause, order and key columns, filters."""
-        if stream == "labels":
-            return self._label_parts()
-        table = self._table(self.model.source.table)
-        return (
-            table,
-            table.c[self.model.source.timestamp_column],
-            table.c[self.model.source.id_column],
-            self._model_filter(table),
-        )
+        """Where a stream's rows are: their table, order and key columns, and filters. Labels
+        in their own table are counted there alone (the join to predictions adds no rows)."""
+        src = self.model.source
+        predictions = self._table(src.table)
+        if stream == "predictions":
+            columns = (predictions.c[src.timestamp_column], predictions.c[src.id_column])
+            return predictions, *columns, self._model_filter(predictions)
+        labels = src.labels
+        assert labels is not None and labels.arrival_column is not None
+        if labels.table is None:
+            columns = (predictions.c[labels.arrival_column], predictions.c[src.id_column])
+            return predictions, *columns, self._model_filter(predictions)
+        table = self._table(labels.table)
+        return table, table.c[labels.arrival_column], table.c[labels.prediction_id_column], []
 
     def read_keys(self, stream: Stream, span: Span, limit: int) -> pd.DataFrame:
         """Only the (id, time) of up to `limit` rows of a stream in `span`: a narrow read for
