@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.baseline import FINE_BINS, CategoricalReference, NumericReference
 from exporter.cli import capture, main
+from exporter.logging.prediction_logger import PredictionLogger
+from exporter.rows import parse_rows
 from exporter.service import MonitorService
-from exporter.storage.baseline_store import BaselineStore
+from exporter.storage import json_codec
+from exporter.storage.baseline_store import BaselineStore, read_range
 from exporter.storage.engine import create_engine
-from tests.conftest import T0, Clock, make_config, regression_rows, seed_regression
+from exporter.window import capture_baseline
+from tests.conftest import (
+    REGRESSION_MODEL,
+    T0,
+    Clock,
+    make_config,
+    regression_rows,
+    seed_regression,
+)
 
 
 def test_numeric_reference_bins_are_baseline_quantiles() -> None:
@@ -160,3 +176,60 @@ def _write(config, tmp_path):
         )
     )
     return path
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, with NaN equal to NaN, through nested dicts and lists."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text() | st.just("NaN"),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=6) | st.sampled_from(["$float", "$float$"]), inner, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_json_codec_round_trips_every_float_and_keeps_strings(value) -> None:
+    text = json_codec.dumps(value)
+    json.loads(text, parse_constant=lambda token: pytest.fail(f"bare {token} in {text}"))
+    assert _same(json_codec.loads(text), value)
+
+
+def test_baseline_with_a_one_row_segment_is_stored(store_url: str) -> None:
+    """R² of a segment with one labelled row is undefined (NaN): PostgreSQL's json refused it."""
+    config = make_config(store_url, models=[REGRESSION_MODEL])
+    rng = np.random.default_rng(8)
+    d = regression_rows(rng, 300)
+    with PredictionLogger(config) as logger:
+        for i, ts in enumerate(np.linspace(T0 - 3600, T0 - 60, 300)):
+            tier = "silver" if i == 0 else "gold"  # silver: exactly one labelled row
+            pid = logger.log_prediction(
+                "reg",
+                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                float(d["prediction"][i]),
+                timestamp=float(ts),
+                attributes={"tier": tier},
+            )
+            logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=float(ts) + 1)
+    version = capture(config, "reg", T0 - 3600, T0, command="test")
+    stored = BaselineStore(create_engine(config.store.url)).load("reg", version)
+    silver = stored.performance["silver"]
+    assert not all(math.isfinite(v) for v in silver.values())  # the case under test
+    frame, ts = read_range(create_engine(config.store.url), config.models[0], T0 - 3600, T0)
+    expected = capture_baseline(
+        config.models[0], parse_rows(frame, config.models[0], ts, "optional")[0]
+    )
+    assert _same(stored.performance, expected.performance)

@@ -1,4 +1,4 @@
-"""SQLAlchemy engines whose every wait on the store is bounded.
+"""SQLAlchemy engines whose every wait on the store is bounded (and whose JSON keeps NaN).
 
 A store that hangs (a frozen proxy, a dead NAT entry, a server stuck on I/O) never answers, so
 neither TCP nor the server can end the wait: PostgreSQL's `statement_timeout` only runs once the
@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.config import StoreTimeouts
+from exporter.storage import json_codec
 
 # Grace after the server-side timeout before the client breaks the connection, so that a merely
 # slow query ends with the server's own error rather than a broken connection.
@@ -57,7 +58,11 @@ def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
     """An engine with connect, statement and lock-wait timeouts (see the module docstring)."""
     timeouts = timeouts or StoreTimeouts()
     sqlite = url.startswith("sqlite")
-    kwargs: dict[str, Any] = {"future": True}
+    kwargs: dict[str, Any] = {
+        "future": True,
+        "json_serializer": json_codec.dumps,  # NaN and infinity survive PostgreSQL's json
+        "json_deserializer": json_codec.loads,
+    }
     if sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeouts.statement}
     else:
