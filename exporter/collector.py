@@ -152,7 +152,8 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
     out.add("model_monitor_rebuilding", [m], refresher.rebuilding)
     for source, up in status.source_up.items():
         out.add("model_monitor_source_up", [m, source], up)
-    for stream in status.source_up:
+    # Only streams read by position are reconciled; labels read with their predictions are not.
+    for stream in ("predictions", "labels") if refresher.labels_by_arrival else ("predictions",):
         out.add("model_monitor_late_rows", [m, stream], status.late_rows.get(stream, 0))
     out.add("model_monitor_reconciliations", [m], status.reconciliations_total)
     out.add("model_monitor_last_reconciliation_timestamp_seconds", [m], status.last_reconciliation)

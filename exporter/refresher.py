@@ -76,6 +76,16 @@ class _Stream:
     sweep: float | None = None  # where the next stretch of the whole-window sweep starts
     swept_at: float | None = None  # when the sweep last advanced
 
+    @property
+    def order(self) -> str:
+        """The canonical name of the column the stream is ordered by."""
+        return ARRIVAL if self.kind == "labels" else TS
+
+    def after(self, frame: pd.DataFrame) -> Cursor:
+        """The keyset position just past the last row of `frame`."""
+        last = frame.iloc[-1]
+        return Cursor(last[self.order], last[ID])
+
 
 @dataclass
 class RefreshStatus:
@@ -137,14 +147,10 @@ class ModelRefresher:
         return self.model.source.labels is not None and not self.labels_by_arrival
 
     @property
-    def rebuilding_streams(self) -> bool:
-        streams = [s for s in (self._predictions, self._labels) if s is not None]
-        return not streams or any(s.rebuilding for s in streams)
-
-    @property
     def rebuilding(self) -> bool:
         """True until the window has been built from the store (at start-up, after a baseline)."""
-        return self.window is None or self.report is None or self.rebuilding_streams
+        streams = [s for s in (self._predictions, self._labels) if s is not None]
+        return self.report is None or not streams or any(s.rebuilding for s in streams)
 
     def refresh(self, wait: float = 10.0) -> None:
         """Bring the window up to date; concurrent callers share one refresh.
@@ -333,11 +339,9 @@ class ModelRefresher:
                 stream.kind, Span(stream.start, until, after=stream.cursor), limit
             )
             if len(frame):
-                self._fold(stream, frame, now)
-                order = ARRIVAL if stream.kind == "labels" else TS
-                last = frame.iloc[-1]
-                stream.cursor = Cursor(last[order], last[ID])
-                stream.last_time = float(self._order_epoch(stream, frame.iloc[[-1]])[0])
+                epoch = self._order_epoch(stream, frame)
+                self._fold(stream, frame, epoch, now)
+                stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
                 self._recovered(stream.kind)  # a long rebuild is reading the store: up
             if budget is not None:
                 budget -= len(frame)
@@ -396,7 +400,7 @@ class ModelRefresher:
                 for at in range(0, len(lacking), IDS_PER_READ):
                     ids = tuple(lacking.iloc[at : at + IDS_PER_READ].tolist())
                     for frame in self._pages(stream, replace(span, ids=ids), self._fetch_rows):
-                        found += self._fold(stream, frame, now)
+                        found += self._fold(stream, frame, self._order_epoch(stream, frame), now)
         if found:
             self.status.late_rows[stream.kind] += found
             log.info(
@@ -432,39 +436,44 @@ class ModelRefresher:
         self, stream: _Stream, span: Span, read: Callable[[Stream, Span, int], pd.DataFrame]
     ) -> Iterator[pd.DataFrame]:
         """Every row of `span`, in keyset pages of `batch_rows`."""
-        order = ARRIVAL if stream.kind == "labels" else TS
         while True:
             frame = read(stream.kind, span, self.settings.batch_rows)
             if len(frame):
                 yield frame
-                span = replace(span, after=Cursor(frame.iloc[-1][order], frame.iloc[-1][ID]))
+                span = replace(span, after=stream.after(frame))
             if len(frame) < self.settings.batch_rows:
                 return
 
     def _order_epoch(self, stream: _Stream, frame: pd.DataFrame) -> np.ndarray:
-        if stream.kind == "labels":
-            return self.source.label_time_codec().to_epoch(frame[ARRIVAL]).to_numpy(dtype=float)
-        return self.source.prediction_time_codec().to_epoch(frame[TS]).to_numpy(dtype=float)
+        """Epoch seconds of each row's order column (prediction time, or label arrival)."""
+        codec = (
+            self.source.label_time_codec()
+            if stream.kind == "labels"
+            else self.source.prediction_time_codec()
+        )
+        return codec.to_epoch(frame[stream.order]).to_numpy(dtype=float)
 
-    def _fold(self, stream: _Stream, frame: pd.DataFrame, now: float) -> int:
-        """Fold the rows of `frame` this stream has not counted yet; returns how many were new."""
-        assert self.window is not None
-        epoch = self._order_epoch(stream, frame)
+    def _fold(self, stream: _Stream, frame: pd.DataFrame, epoch: np.ndarray, now: float) -> int:
+        """Fold the rows of `frame` (`epoch`: their order times) this stream has not counted
+        yet; returns how many were new."""
         fresh = np.ones(len(frame), dtype=bool)
         timed = np.isfinite(epoch)
         fresh[timed] = stream.ledger.admit(epoch[timed], row_keys(frame[ID][timed], epoch[timed]))
-        frame = frame[fresh]
         if stream.kind == "predictions":
-            self._fold_predictions(frame, now, live=not stream.rebuilding)
+            self._fold_predictions(frame[fresh], epoch[fresh], now, live=not stream.rebuilding)
         else:
-            self._fold_labels(frame, now, live=not stream.rebuilding)
+            self._fold_labels(frame[fresh], now, live=not stream.rebuilding)
         return int(fresh.sum())
 
-    def _fold_predictions(self, frame: pd.DataFrame, now: float, live: bool) -> None:
+    def _fold_predictions(
+        self, frame: pd.DataFrame, epoch: np.ndarray, now: float, live: bool
+    ) -> None:
         assert self.window is not None
-        epoch = self.source.prediction_time_codec().to_epoch(frame[TS])
         rows, rejected = parse_rows(
-            frame, self.model, epoch, label="optional" if self.inline_labels else "none"
+            frame,
+            self.model,
+            pd.Series(epoch, index=frame.index),
+            label="optional" if self.inline_labels else "none",
         )
         rejected.counts["expired"] += self.window.add_predictions(rows, now, live=live)
         self._count_rejections(rejected, "predictions")
@@ -478,7 +487,9 @@ class ModelRefresher:
         """
         assert self.window is not None
         rejected = Rejections()
-        separate = self.model.source.labels is not None and self.model.source.labels.table
+        separate = (
+            self.model.source.labels is not None and self.model.source.labels.table is not None
+        )
         unknown = frame[MATCHED].isna().to_numpy()
         rejected.add("label_unknown_prediction", unknown, frame[ID])
         untimed = ~unknown & frame[TS].isna().to_numpy()
