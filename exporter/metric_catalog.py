@@ -443,7 +443,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "model_monitor_late_rows",
         "counter",
-        "Rows found behind the read position by reconciliation (committed late or inserted with an old time) and counted, by stream (predictions, labels).",
+        "Rows found behind the read position by reconciliation (committed late or inserted with an old time) and counted, by stream: predictions, and labels when they are read by their arrival column.",
         ("model_id", "stream"),
         "exporter",
     ),
