@@ -26,7 +26,10 @@ def create_app(
     service: MonitorService | None = None,
     web: WebConfig | None = None,
     warmup: bool = True,
+    threads: int = 4,
 ) -> Flask:
+    """The exporter's WSGI app; `threads`: of the worker serving it (sizes the refusal delay's
+    share of them, see `BasicAuth`)."""
     service = service or MonitorService(config)
     registry = CollectorRegistry()
     registry.register(ModelCollector(service))
@@ -40,15 +43,8 @@ def create_app(
     app.config["registry"] = registry
 
     if web is not None and web.basic_auth_users:
-        auth = BasicAuth(web.basic_auth_users)
-
-        @app.before_request
-        def _require_auth() -> Response | None:
-            if auth.check(request.headers.get("Authorization")):
-                return None
-            return Response(
-                "Unauthorized\n", 401, {"WWW-Authenticate": 'Basic realm="model-monitor"'}
-            )
+        auth = BasicAuth(web.basic_auth_users, delay_slots=threads - 2)
+        app.wsgi_app = auth.protect(app.wsgi_app)  # type: ignore[method-assign]
 
     def refresh_within_deadline() -> None:
         """Fresh numbers if the refresh finishes in time, the last good ones otherwise.

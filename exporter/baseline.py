@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 
 from exporter.config import ModelConfig
-from exporter.rows import Rows, present
+from exporter.rows import Rows, category_value, present
 
 FINE_BINS = 100  # quantile bins the window counts into
 PSI_BINS = 10  # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
 TOP_CATEGORIES = 20  # categories kept per categorical feature; the rest pool as "other"
 KNOWN_CATEGORIES = 1000  # distinct baseline values remembered to tell "new" from "rare"
-OTHER = "other"
 
 
 @dataclass(frozen=True)
@@ -215,7 +214,7 @@ def segment_values(model: ModelConfig, rows: Rows) -> dict[str, tuple[str, ...]]
     out: dict[str, tuple[str, ...]] = {}
     for segment in model.segments:
         if segment.values is not None:
-            out[segment.column] = tuple(segment.values)
+            out[segment.column] = tuple(category_value(v) for v in segment.values)
         else:
             ref = CategoricalReference.capture(rows.segments[segment.column])
             out[segment.column] = ref.categories[: segment.max_values]

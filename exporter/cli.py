@@ -41,24 +41,30 @@ def _parse_time(text: str) -> float:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from exporter.storage.engine import create_engine
-    from exporter.storage.prediction_store import check_mapping
+    from exporter.storage.prediction_store import check_mapping, describe_times
 
     config = _config(args)
-    print(f"{args.config or default_config_path()}: valid, {len(config.models)} models")
+    path = args.config or default_config_path()
     if args.no_store:
+        print(f"{path}: valid, {len(config.models)} models (store not checked)")
         return 0
     engine = create_engine(config.store.url, config.store.timeouts)
-    problems = [
-        f"models[{m.model_id}].{p}" for m in config.models for p in check_mapping(engine, m)
-    ]
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
-    if not problems:
-        print(
-            f"store {engine.url.render_as_string(hide_password=True)}: "
-            "every mapped table and column exists"
-        )
-    return 1 if problems else 0
+    store = engine.url.render_as_string(hide_password=True)
+    problems = {m.model_id: check_mapping(engine, m) for m in config.models}
+    found = [f"models[{m}].{p}" for m, ps in problems.items() for p in ps]
+    if found:
+        for problem in found:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{path}: {len(found)} problems with the store {store}", file=sys.stderr)
+        return 1
+    print(
+        f"{path}: valid, {len(config.models)} models; store {store}: every mapped table and "
+        "column exists with a usable type"
+    )
+    for model in config.models:
+        for note in describe_times(engine, model):
+            print(f"  models[{model.model_id}].{note}")
+    return 0
 
 
 def cmd_init_store(args: argparse.Namespace) -> int:
@@ -236,7 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        serve(config, args.listen, threads=4)
+        serve(config, args.listen)
     finally:
         simulator.terminate()
         simulator.wait(timeout=20)
@@ -296,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="log at DEBUG and show a failure's traceback"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help_: str) -> argparse.ArgumentParser:
@@ -312,7 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--listen", default=DEFAULT_LISTEN, help=f"address:port (default {DEFAULT_LISTEN})"
     )
-    p.add_argument("--threads", type=int, default=4, help="threads of the single worker")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=64,
+        help="threads of the single worker (they mostly wait: on the store, or holding a "
+        "refused login back; see docs/architecture.md)",
+    )
     p.add_argument(
         "--web-config", default=None, help="exporter-toolkit style web config (TLS, basic auth)"
     )
@@ -367,20 +382,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(exc: BaseException) -> list[str]:
+    """One line per problem of a failed command (one, unless a config has several): what
+    failed, where, and what to do about it."""
+    if isinstance(exc, ValueError):  # ConfigError included: already phrased for the user
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if len(lines) > 1 and lines[0].endswith(":"):  # a header, then one problem per line
+            return [f"{lines[0]} {line}" for line in lines[1:]]
+        return [" ".join(lines)]
+    return [_describe_failure(exc)]
+
+
+def _describe_failure(exc: BaseException) -> str:
+    from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+
+    from exporter.storage.engine import DeadlineExceededError
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, DeadlineExceededError):
+        return (
+            f"the store did not answer in time (store.timeouts): {first}; check that the "
+            "database is up and not locked, or raise store.timeouts.statement"
+        )
+    if isinstance(exc, NoSuchTableError):
+        return (
+            f"table {first} does not exist in the store; run `model-monitor init-store` or "
+            "fix source.table in the config"
+        )
+    if isinstance(exc, DBAPIError):
+        origin = (str(exc.orig).strip().splitlines() or [first])[0]
+        return (
+            f"the store (store.url) failed: {origin}; check that the database is running and "
+            "reachable, and the user, password and database name in store.url"
+        )
+    if isinstance(exc, SQLAlchemyError):
+        return f"the store (store.url) failed: {first}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or first}"
+    return f"{type(exc).__name__}: {first} (run with --debug for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level="DEBUG" if args.debug else args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     np.seterr(all="ignore")
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        for line in describe_error(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
 
 
 if __name__ == "__main__":

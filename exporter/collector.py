@@ -85,6 +85,7 @@ def _fairness_samples(out: _Families, m: str, fairness: FairnessReport) -> None:
         "equal_opportunity_difference",
         "error_ratio",
         "mean_prediction_ratio",
+        "residual_bias",
         "violation",
     ):
         out.add(f"model_fairness_{stat}", labels, getattr(fairness, stat))
@@ -99,6 +100,7 @@ def _fairness_samples(out: _Families, m: str, fairness: FairnessReport) -> None:
             ("false_positive_rate", report.false_positive_rate),
             ("rmse", report.rmse),
             ("mae", report.mae),
+            ("mean_error", report.mean_error),
         ):
             out.add(f"model_group_{stat}", [*labels, group], value)
 
@@ -122,6 +124,8 @@ def _report_samples(out: _Families, report: ModelReport) -> None:
             out.add(f"model_baseline_performance_{metric}", [m, segment], values.get(metric))
     for metric, ratio in report.degradation.items():
         out.add("model_performance_degradation_ratio", [m, metric], ratio)
+    for metric, significant in report.degradation_significant.items():
+        out.add("model_performance_degraded", [m, metric], significant)
     for segment, count in report.segment_counts.items():
         out.add("model_segment_labeled_predictions", [m, segment], count)
     for fairness in report.fairness.values():
@@ -155,6 +159,8 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
     # Only streams read by position are reconciled; labels read with their predictions are not.
     for stream in ("predictions", "labels") if refresher.labels_by_arrival else ("predictions",):
         out.add("model_monitor_late_rows", [m, stream], status.late_rows.get(stream, 0))
+    for stream, unreadable in status.unreadable_rows.items():
+        out.add("model_monitor_unreadable_rows", [m, stream], unreadable)
     out.add("model_monitor_reconciliations", [m], status.reconciliations_total)
     out.add("model_monitor_last_reconciliation_timestamp_seconds", [m], status.last_reconciliation)
     out.add("model_monitor_last_refresh_timestamp_seconds", [m], status.last_success)

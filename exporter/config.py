@@ -178,6 +178,14 @@ class PerformanceConfig(_Strict):
     degradation_critical: float = Field(
         0.25, ge=0, description="Relative degradation vs baseline that is critical."
     )
+    alpha: float = Field(
+        0.005,
+        gt=0,
+        lt=1,
+        description="A metric counts as degraded only when it is worse than the baseline "
+        "beyond sampling noise at this family-wise level (Bonferroni over the metrics): a small "
+        "window's chance dip is not a finding.",
+    )
 
 
 class SegmentConfig(_Strict):
@@ -211,8 +219,11 @@ class SliceConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _label_safe(cls, value: str) -> str:
-        if not _LABEL_VALUE.match(value) or value == "all":
-            raise ValueError("use letters, digits, `_`, `.`, `:` or `-` (and not `all`)")
+        if not _LABEL_VALUE.match(value) or value in ("all", "other"):
+            raise ValueError(
+                "use letters, digits, `_`, `.`, `:` or `-` (not `all` or `other`: the exporter's "
+                "own values of the `segment` label)"
+            )
         return value
 
     @field_validator("where")
@@ -258,7 +269,32 @@ class FairnessConfig(_Strict):
         default_factory=dict, description="Per protected attribute, the groups to compare."
     )
     four_fifths: float = Field(
-        0.8, gt=0, le=1, description="A parity ratio below this is a fairness violation."
+        0.8,
+        gt=0,
+        le=1,
+        description="A parity ratio (selection rates, or mean outputs of a regression) below "
+        "this is a fairness violation, when beyond sampling noise.",
+    )
+    max_residual_bias: float = Field(
+        0.5,
+        gt=0,
+        description="Regression: a group whose mean error (prediction - actual) differs from "
+        "the other groups' by more than this many residual standard deviations is a violation, "
+        "when beyond sampling noise.",
+    )
+    max_error_ratio: float = Field(
+        1.25,
+        gt=1,
+        description="Regression: the worst-served group's RMSE above this multiple of the "
+        "best-served group's is a violation, when beyond sampling noise.",
+    )
+    alpha: float = Field(
+        0.005,
+        gt=0,
+        lt=1,
+        description="A gap counts only when chance would produce it with probability below "
+        "this (Bonferroni over the pairs or groups compared): small groups' noise is not a "
+        "violation.",
     )
 
 

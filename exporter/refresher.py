@@ -60,6 +60,8 @@ from exporter.window import ModelWindow
 
 log = logging.getLogger(__name__)
 
+EDGE_ROWS = 200  # rows at each edge of the window the unreadable-rows check looks at
+
 
 @dataclass
 class _Stream:
@@ -75,6 +77,8 @@ class _Stream:
     unordered: int = 0  # rows without a time counted so far (NULL timestamp or arrival)
     sweep: float | None = None  # where the next stretch of the whole-window sweep starts
     swept_at: float | None = None  # when the sweep last advanced
+    # keys of the rows the last edge check found in the window but not counted
+    unseen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
 
     @property
     def order(self) -> str:
@@ -101,6 +105,8 @@ class RefreshStatus:
     late_rows: Counter[str] = field(default_factory=Counter)  # stream -> rows found behind
     reconciliations_total: int = 0
     last_reconciliation: float | None = None
+    # stream -> rows in the window no read returns (edge check); absent: not checked yet
+    unreadable_rows: dict[str, int] = field(default_factory=dict)
 
 
 class ModelRefresher:
@@ -179,6 +185,7 @@ class ModelRefresher:
             self._lock.release()
 
     def _refresh(self, now: float) -> None:
+        self.source.forget_guessed_formats()
         for attempt in (1, 2):
             try:
                 self._ensure_window(now)
@@ -211,6 +218,7 @@ class ModelRefresher:
         assert self.window is not None
         self.report = build_report(self.model, self.baseline, self.window.totals(now))
         self.findings = health.findings(self.model, self.report)
+        self.findings += health.store_findings(self.status.unreadable_rows)
         try:
             last_retrained = audit.last_action(self.engine, self.model.model_id, RETRAINED_ACTION)
         except SQLAlchemyError:
@@ -396,7 +404,10 @@ class ModelRefresher:
             span = Span(first_slice * width, last, before=(last_slice + 1) * width)
             for keys in self._pages(stream, span, self.source.read_keys):
                 epoch = self._order_epoch(stream, keys)
-                lacking = keys[ID][~stream.ledger.contains(epoch, row_keys(keys[ID], epoch))]
+                # A time that does not parse was counted (invalid_timestamp) when first read.
+                timed = np.isfinite(epoch)
+                ids, epoch = keys[ID][timed], epoch[timed]
+                lacking = ids[~stream.ledger.contains(epoch, row_keys(ids, epoch))]
                 for at in range(0, len(lacking), IDS_PER_READ):
                     ids = tuple(lacking.iloc[at : at + IDS_PER_READ].tolist())
                     for frame in self._pages(stream, replace(span, ids=ids), self._fetch_rows):
@@ -423,9 +434,39 @@ class ModelRefresher:
                 stream.kind,
             )
         stream.unordered = max(stream.unordered, unordered)
+        self._check_edges(stream, now)
         if stream.kind == "predictions":
             self.status.reconciliations_total += 1
             self.status.last_reconciliation = now
+
+    def _check_edges(self, stream: _Stream, now: float) -> None:
+        """Rows the store holds inside the window that no read returns: the newest rows and the
+        rows just before the window by the column's own order, whose times say they belong in
+        it, are not counted. Only rows missing at two checks in a row count, so a row that
+        commits between the sweep and this check is not mistaken for one."""
+        keep = self._retention_start(stream.kind, now)
+        read_up_to = now - self.settings.read_lag if stream.last_time is None else stream.last_time
+        edge = self.source.edge_keys(stream.kind, keep, EDGE_ROWS)
+        epoch = self._order_epoch(stream, edge)
+        inside = (epoch >= keep) & (epoch <= read_up_to - self.settings.late_rows_lookback)
+        keys = row_keys(edge[ID][inside], epoch[inside])
+        unseen = keys[~stream.ledger.contains(epoch[inside], keys)]
+        unreadable = np.intersect1d(unseen, stream.unseen)
+        stream.unseen = unseen
+        before = self.status.unreadable_rows.get(stream.kind)
+        self.status.unreadable_rows[stream.kind] = len(unreadable)
+        if len(unreadable) and len(unreadable) != before:
+            example = edge[inside][np.isin(keys, unreadable)].iloc[0]
+            log.error(
+                "model %s: the store holds %s rows inside the window that no read returns "
+                "(e.g. id %s, %s %r): their time sorts outside the range the reads compare with; "
+                "see `model-monitor check-config` and docs/architecture.md (Time columns)",
+                self.model.model_id,
+                stream.kind,
+                example[ID],
+                stream.order,
+                example[stream.order],
+            )
 
     def _fetch_rows(self, kind: Stream, span: Span, limit: int) -> pd.DataFrame:
         if kind == "labels":
@@ -446,12 +487,8 @@ class ModelRefresher:
 
     def _order_epoch(self, stream: _Stream, frame: pd.DataFrame) -> np.ndarray:
         """Epoch seconds of each row's order column (prediction time, or label arrival)."""
-        codec = (
-            self.source.label_time_codec()
-            if stream.kind == "labels"
-            else self.source.prediction_time_codec()
-        )
-        return codec.to_epoch(frame[stream.order]).to_numpy(dtype=float)
+        time = self.source.time_format(stream.kind)
+        return time.to_epoch(frame[stream.order]).to_numpy(dtype=float)
 
     def _fold(self, stream: _Stream, frame: pd.DataFrame, epoch: np.ndarray, now: float) -> int:
         """Fold the rows of `frame` (`epoch`: their order times) this stream has not counted
@@ -499,7 +536,7 @@ class ModelRefresher:
         rows, more = parse_rows(
             known,
             self.model,
-            self.source.prediction_time_codec().to_epoch(known[TS]),
+            self.source.time_format("predictions").to_epoch(known[TS]),
             label="required",
         )
         bad_predictions = more.counts.pop("invalid_prediction", 0)
@@ -549,7 +586,8 @@ class ModelRefresher:
         """Log a failure once per outage (until `key` recovers), not once per scrape."""
         if key not in self._logged_errors:
             self._logged_errors.add(key)
-            log.error("model %s: %s: %s", self.model.model_id, what, str(exc).splitlines()[0])
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            log.error("model %s: %s: %s", self.model.model_id, what, first)
 
     def _recovered(self, stream: Stream) -> None:
         self.status.source_up[stream] = True

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exporter.baseline import OTHER, Baseline, Reference
+from exporter import significance as sig
+from exporter.baseline import Baseline, Reference
 from exporter.config import DriftThresholds, ModelConfig
 from exporter.drift import statistical as st
 from exporter.drift.feature_drift import DriftResult, compare
 from exporter.fairness import metrics as fm
 from exporter.performance import metrics as pm
+from exporter.rows import ALL, OTHER
 from exporter.sufficient_stats import (
-    ALL,
     PREDICTION,
     Layout,
     Totals,
@@ -61,6 +62,7 @@ class GroupReport:
     false_positive_rate: float | None  # classifier
     rmse: float | None  # regression
     mae: float | None  # regression
+    mean_error: float | None  # regression: mean of prediction - actual (the group's bias)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,12 @@ class FairnessReport:
     equal_opportunity_difference: float | None
     error_ratio: float | None  # regression: max/min group RMSE
     mean_prediction_ratio: float  # min/max group mean output
-    violation: bool | None  # parity ratio below the four-fifths line; None: fewer than 2 groups
+    # regression: largest |group mean error - overall mean error| / residual sd (labelled groups)
+    residual_bias: float | None
+    # A gap beyond its threshold and beyond sampling noise (fairness.alpha): parity ratio below
+    # the four-fifths line; for regression also residual bias or error ratio. None: < 2 groups.
+    violation: bool | None
+    reasons: tuple[str, ...] = ()  # which gaps make the violation
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,17 @@ class ModelReport:
     fairness: dict[str, FairnessReport] = field(default_factory=dict)
     baseline_performance: dict[str, dict[str, float]] = field(default_factory=dict)
     degradation: dict[str, float] = field(default_factory=dict)  # metric -> ratio, overall
+    # metric -> worse than baseline beyond sampling noise (performance.alpha), overall
+    degradation_significant: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def degraded(self) -> dict[str, float]:
+        """Degradation ratios of the metrics that are worse beyond sampling noise."""
+        return {
+            m: r
+            for m, r in self.degradation.items()
+            if math.isfinite(r) and self.degradation_significant.get(m)
+        }
 
     @property
     def label_coverage(self) -> float:
@@ -227,6 +245,41 @@ def performance_by_segment(
     return out
 
 
+def degradation_verdicts(
+    model: ModelConfig,
+    layout: Layout,
+    vector: np.ndarray,
+    overall: dict[str, float],
+    baseline: dict[str, float],
+) -> dict[str, bool]:
+    """Which overall metrics are worse than the baseline beyond sampling noise: by more than
+    the critical z (performance.alpha, Bonferroni over the metrics compared) times their
+    standard error in this window."""
+
+    def s(stat: str) -> float:
+        return layout.scalar(vector, stat, ALL)
+
+    if not overall:
+        return {}
+    if model.kind == "regression":
+        errors = pm.regression_standard_errors(
+            s("n"), s("err2"), s("err4"), s("abs_err"), s("y"), s("y2")
+        )
+    else:
+        errors = pm.classification_standard_errors(
+            overall,
+            s("tp"),
+            s("fp"),
+            s("fn"),
+            s("tn"),
+            (s("log_loss"), s("log_loss2")),
+            (s("brier"), s("brier2")),
+        )
+    compared = [m for m in errors if m in baseline and m in overall]
+    z = sig.critical_z(model.performance.alpha, len(compared))
+    return {m: pm.worse_beyond_noise(m, overall[m], baseline[m], errors[m], z) for m in compared}
+
+
 def _group_report(model: ModelConfig, totals: Totals, attribute: str, group: str) -> GroupReport:
     dl, dv, pl, pv = (
         totals.drift_layout,
@@ -257,6 +310,7 @@ def _group_report(model: ModelConfig, totals: Totals, attribute: str, group: str
             false_positive_rate=None,
             rmse=math.sqrt(_ratio(p("fair_err2"), labeled)) if labeled else math.nan,
             mae=_ratio(p("fair_abs_err"), labeled),
+            mean_error=_ratio(p("fair_err"), labeled),
         )
     tpr, fpr = fm.rates(*(np.array([p(f"fair_{k}")]) for k in ("tp", "fp", "fn", "tn")))
     labeled = sum(p(f"fair_{k}") for k in ("tp", "fp", "fn", "tn"))
@@ -267,6 +321,7 @@ def _group_report(model: ModelConfig, totals: Totals, attribute: str, group: str
         false_positive_rate=float(fpr[0]),
         rmse=None,
         mae=None,
+        mean_error=None,
     )
 
 
@@ -282,7 +337,7 @@ def fairness_report(
     def values(attr: str, among: list[str]) -> np.ndarray:
         return np.array([getattr(reports[g], attr) for g in among], dtype=float)
 
-    dp_diff = dp_ratio = eo = eop = err = None
+    dp_diff = dp_ratio = eo = eop = err = bias = None
     if reports[groups[0]].selection_rate is not None:
         dp_diff, dp_ratio = fm.demographic_parity(values("selection_rate", compared))
     if model.kind == "binary_classification":
@@ -293,7 +348,12 @@ def fairness_report(
     else:
         err = fm.error_ratio(values("rmse", labelled))
     mean_ratio = fm.ratio(values("mean_prediction", compared))
+    gaps = _parity_gap(model, totals, attribute, compared, dp_ratio, mean_ratio)
+    if model.kind == "regression":
+        bias, biased = _residual_bias(model, totals, attribute, groups, labelled)
+        gaps += biased + _error_gap(model, totals, attribute, labelled, err)
     parity = dp_ratio if dp_ratio is not None else mean_ratio
+    undecided = len(compared) < 2 or (math.isnan(parity) and not labelled)
     return FairnessReport(
         attribute=attribute,
         groups=reports,
@@ -305,8 +365,106 @@ def fairness_report(
         equal_opportunity_difference=eop,
         error_ratio=err,
         mean_prediction_ratio=mean_ratio,
-        violation=None if math.isnan(parity) else parity < model.fairness.four_fifths,
+        residual_bias=bias,
+        violation=None if undecided else bool(gaps),
+        reasons=tuple(gaps),
     )
+
+
+def _parity_gap(
+    model: ModelConfig,
+    totals: Totals,
+    attribute: str,
+    compared: list[str],
+    dp_ratio: float | None,
+    mean_ratio: float,
+) -> list[str]:
+    """The parity ratio of the least and the most favoured group is below the four-fifths
+    line beyond chance (log ratio of selection rates, or of mean outputs)."""
+    dl, dv = totals.drift_layout, totals.drift
+    fairness = model.fairness
+
+    def d(stat: str, group: str) -> float:
+        return dl.scalar(dv, stat, attribute, group)
+
+    ratio = dp_ratio if dp_ratio is not None else mean_ratio
+    if len(compared) < 2 or not ratio < fairness.four_fifths:
+        return []
+    stat = "fair_selected" if dp_ratio is not None else "fair_output"
+    by_rate = sorted(compared, key=lambda g: d(stat, g) / d("fair_n", g))
+    low, high = by_rate[0], by_rate[-1]
+    if dp_ratio is not None:
+        z = sig.rate_ratio_below(
+            d(stat, low), d("fair_n", low), d(stat, high), d("fair_n", high), fairness.four_fifths
+        )
+    else:
+        keys = ("fair_output", "fair_output2", "fair_n")
+        z = sig.mean_ratio_below(
+            tuple(d(k, low) for k in keys),
+            tuple(d(k, high) for k in keys),
+            fairness.four_fifths,
+        )
+    significant = z > sig.critical_z(fairness.alpha, sig.pairs(len(compared)))
+    return [f"parity ratio {ratio:.2f} ({low} vs {high})"] if significant else []
+
+
+def _residual_bias(
+    model: ModelConfig, totals: Totals, attribute: str, groups: list[str], labelled: list[str]
+) -> tuple[float | None, list[str]]:
+    """Regression: each labelled group's mean error against the rest's, in residual standard
+    deviations; a gap beyond `fairness.max_residual_bias` beyond chance (Welch, either sign,
+    Bonferroni over the groups) is a violation. Returns the largest gap and the violations."""
+    pl, pv = totals.performance_layout, totals.performance
+
+    def p(stat: str, group: str) -> float:
+        return pl.scalar(pv, stat, attribute, group)
+
+    keys = ("fair_err", "fair_err2", "fair_n")
+    total = [sum(p(k, g) for g in groups) for k in keys]
+    n = total[2]
+    if not labelled or n < 2:
+        return None, []
+    spread = math.sqrt(max(0.0, total[1] / n - (total[0] / n) ** 2))
+    if spread == 0:
+        return None, []
+    margin = model.fairness.max_residual_bias
+    critical = sig.critical_z(model.fairness.alpha, 2 * len(labelled))  # either sign, each group
+    largest, found = 0.0, []
+    for group in labelled:
+        own = tuple(p(k, group) for k in keys)
+        rest = tuple(t - o for t, o in zip(total, own, strict=True))
+        if rest[2] < 2:
+            continue
+        gap = (own[0] / own[2] - rest[0] / rest[2]) / spread
+        largest = max(largest, abs(gap))
+        if sig.mean_gap_beyond(rest, own, margin * spread) > critical:
+            found.append(f"residual bias {gap:+.2f} sd ({group})")
+    return largest, found
+
+
+def _error_gap(
+    model: ModelConfig, totals: Totals, attribute: str, labelled: list[str], ratio: float | None
+) -> list[str]:
+    """Regression: the worst-served group's RMSE is above `fairness.max_error_ratio` times the
+    best-served one's beyond chance (log RMSE ratio, delta method)."""
+    pl, pv = totals.performance_layout, totals.performance
+
+    def p(stat: str, group: str) -> float:
+        return pl.scalar(pv, stat, attribute, group)
+
+    if ratio is None or not ratio > model.fairness.max_error_ratio or len(labelled) < 2:
+        return []
+    rms = {g: p("fair_err2", g) / p("fair_n", g) for g in labelled}
+    best, worst = min(labelled, key=rms.__getitem__), max(labelled, key=rms.__getitem__)
+    keys = ("fair_err2", "fair_err4", "fair_n")
+    z = sig.rms_ratio_above(
+        tuple(p(k, worst) for k in keys),
+        tuple(p(k, best) for k in keys),
+        model.fairness.max_error_ratio,
+    )
+    if z > sig.critical_z(model.fairness.alpha, sig.pairs(len(labelled))):
+        return [f"error ratio {ratio:.2f} ({worst} vs {best})"]
+    return []
 
 
 def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) -> ModelReport:
@@ -338,4 +496,5 @@ def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) 
             for metric, value in overall.items()
             if metric in base_overall and metric in pm.DIRECTION
         },
+        degradation_significant=degradation_verdicts(model, pl, pv, overall, base_overall),
     )

@@ -112,11 +112,29 @@ def present(values: np.ndarray) -> np.ndarray:
     return np.not_equal(values, None)
 
 
+# Label values the exporter itself gives: the overall figures (`segment="all"`) and the pooled
+# rest of a category, segment or group (`"other"`). A data value never takes one of them.
+ALL, OTHER = "all", "other"
+RESERVED_VALUES = frozenset({ALL, OTHER})
+ESCAPE = "~"
+
+
+def category_value(value: str) -> str:
+    """A data value as the exporter names it: unchanged, unless it is one of the reserved values
+    or starts with the escape mark, then it gains one more mark in front (`all` -> `~all`,
+    `~x` -> `~~x`). Distinct values stay distinct and none becomes a reserved value."""
+    return ESCAPE + value if value in RESERVED_VALUES or value.startswith(ESCAPE) else value
+
+
 def category_column(raw: pd.Series) -> np.ndarray:
-    """Categories as strings; None where missing (null or NaN)."""
+    """Categories as strings (see `category_value`); None where missing (null or NaN)."""
     out = raw.astype(object).where(raw.notna(), None).to_numpy()
     return np.array(
-        [v if v is None or isinstance(v, str) else _format_category(v) for v in out], dtype=object
+        [
+            None if v is None else category_value(v if isinstance(v, str) else _format_category(v))
+            for v in out
+        ],
+        dtype=object,
     )
 
 

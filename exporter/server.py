@@ -58,6 +58,9 @@ def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[s
     return options
 
 
-def serve(config: Config, listen: str, threads: int = 4, web: WebConfig | None = None) -> None:
+def serve(config: Config, listen: str, threads: int = 64, web: WebConfig | None = None) -> None:
     """Run until SIGTERM/SIGINT. The app (and its window warm-up) starts inside the worker."""
-    _Gunicorn(lambda: create_app(config, web=web), gunicorn_options(listen, threads, web)).run()
+    _Gunicorn(
+        lambda: create_app(config, web=web, threads=threads),
+        gunicorn_options(listen, threads, web),
+    ).run()

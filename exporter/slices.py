@@ -10,7 +10,7 @@ import numpy as np
 
 from exporter.baseline import Baseline, NumericReference
 from exporter.config import ModelConfig, SliceConfig
-from exporter.rows import Rows, present
+from exporter.rows import Rows, category_value, present
 
 _OPS: dict[str, Callable[[np.ndarray, object], np.ndarray]] = {
     ">": operator.gt,
@@ -50,7 +50,7 @@ def resolve(item: SliceConfig, model: ModelConfig, baseline: Baseline | None) ->
     """A slice with a concrete value; None if it needs a baseline percentile and there is none."""
     feature, op, value = item.parts
     if model.features[feature].type == "categorical":
-        return Slice(item.name, feature, op, value)
+        return Slice(item.name, feature, op, category_value(value))
     if value.startswith("baseline.p"):
         ref = baseline.features.get(feature) if baseline is not None else None
         if not isinstance(ref, NumericReference):

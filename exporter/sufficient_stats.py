@@ -15,18 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.baseline import (
-    OTHER,
     Baseline,
     CategoricalReference,
     NumericReference,
     prediction_values,
 )
 from exporter.config import ModelConfig
-from exporter.rows import Rows, present
+from exporter.rows import ALL, ESCAPE, OTHER, Rows, category_value, present
 from exporter.slices import Slice, resolve_all
 
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
-ALL = "all"
 PREDICTION = "__prediction__"  # key of the model output's drift statistics
 LOG_LOSS_EPS = float(np.finfo(float).eps)  # clip to [eps, 1 - eps], as scikit-learn (>= 1.5) does
 
@@ -115,20 +113,25 @@ class Groups:
 
 def model_groups(model: ModelConfig, baseline: Baseline | None) -> Groups:
     segments: dict[str, list[str]] = {}
+    slices = resolve_all(model, baseline)
     if baseline is not None:
         multi = len(baseline.segments) > 1
+        taken = {s.name for s in slices}  # slices share the `segment` label with the values
         for column, values in baseline.segments.items():
-            segments[column] = [f"{column}={v}" if multi else v for v in (*values, OTHER)]
+            names = [ESCAPE + v if v in taken else v for v in values]
+            segments[column] = [f"{column}={v}" if multi else v for v in (*names, OTHER)]
     fairness: dict[str, list[str]] = {}
     for attribute in model.protected_attributes:
         listed = model.fairness.groups.get(attribute)
-        if listed is None and baseline is not None:
+        if listed is not None:
+            listed = [category_value(g) for g in listed]
+        elif baseline is not None:
             by_size = baseline.groups.get(attribute, {})
             listed = sorted(by_size, key=lambda g: (-by_size[g]["count"], g))[
                 : model.fairness.max_groups
             ]
         fairness[attribute] = [*(listed or []), OTHER]
-    return Groups(segments, resolve_all(model, baseline), fairness)
+    return Groups(segments, slices, fairness)
 
 
 def numeric_names(model: ModelConfig) -> list[str]:
@@ -161,7 +164,7 @@ def drift_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
         layout.add("corr_cross", width=k * k)
     for attribute, groups in model_groups(model, baseline).fairness.items():
         for group in groups:
-            for stat in ("fair_n", "fair_selected", "fair_output"):
+            for stat in ("fair_n", "fair_selected", "fair_output", "fair_output2"):
                 layout.add(stat, attribute, group)
     return layout
 
@@ -173,15 +176,15 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
     groups = model_groups(model, baseline)
     for group in groups.performance:
         if model.kind == "regression":
-            for stat in ("n", "err", "err2", "abs_err", "y", "y2"):
+            for stat in ("n", "err", "err2", "err4", "abs_err", "y", "y2"):
                 layout.add(stat, group)
         else:
-            for stat in ("n", "tp", "fp", "fn", "tn", "log_loss", "brier"):
+            for stat in ("n", "tp", "fp", "fn", "tn", "log_loss", "log_loss2", "brier", "brier2"):
                 layout.add(stat, group)
             layout.add("score_pos", group, width=SCORE_BINS)
             layout.add("score_neg", group, width=SCORE_BINS)
     label_stats = (
-        ("fair_n", "fair_err2", "fair_abs_err")
+        ("fair_n", "fair_err", "fair_err2", "fair_err4", "fair_abs_err")
         if model.kind == "regression"
         else ("fair_tp", "fair_fp", "fair_fn", "fair_tn")
     )
@@ -295,6 +298,7 @@ def fold_drift(
             mask = index == i
             acc.count(("fair_n", attribute, group), mask=mask)
             acc.count(("fair_output", attribute, group), mask=mask, weights=output)
+            acc.count(("fair_output2", attribute, group), mask=mask, weights=output * output)
             if chosen is not None:
                 acc.count(("fair_selected", attribute, group), mask=mask & chosen)
     return acc
@@ -332,11 +336,18 @@ def fold_performance(
             "n": None,
             "err": err,
             "err2": err * err,
+            "err4": err**4,
             "abs_err": np.abs(err),
             "y": y - shift,
             "y2": (y - shift) ** 2,
         }
-        per_group_stat = {"fair_n": None, "fair_err2": err * err, "fair_abs_err": np.abs(err)}
+        per_group_stat = {
+            "fair_n": None,
+            "fair_err": err,
+            "fair_err2": err * err,
+            "fair_err4": err**4,
+            "fair_abs_err": np.abs(err),
+        }
     else:
         assert rows.score is not None
         p = np.clip(rows.score, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
@@ -348,11 +359,15 @@ def fold_performance(
             "fn": ~predicted & positive,
             "tn": ~predicted & ~positive,
         }
+        log_loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        brier = (rows.score - y) ** 2
         per_row = {
             "n": None,
             **{k: v.astype(float) for k, v in confusion.items()},
-            "log_loss": -(y * np.log(p) + (1 - y) * np.log(1 - p)),
-            "brier": (rows.score - y) ** 2,
+            "log_loss": log_loss,
+            "log_loss2": log_loss**2,
+            "brier": brier,
+            "brier2": brier**2,
         }
         per_group_stat = {f"fair_{k}": v.astype(float) for k, v in confusion.items()}
         bins = score_bin(rows.score)

@@ -11,6 +11,7 @@ import requests
 from exporter.simulator import DRIFTED_FEATURES
 from tests.conftest import FIRST_FAMILIES, FIRST_PERFORMANCE, ROOT, metric_value
 from tests.servers import free_port, model_monitor, stop, wait_for
+from tests.test_label_sets import duplicate_series
 
 FIRST = {
     "ad_score_model_v1": FIRST_FAMILIES + FIRST_PERFORMANCE["regression"],
@@ -67,7 +68,9 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
             )
 
         wait_for(complete, 60 - (time.monotonic() - started), "every first family of both models")
-        stable = _verdicts(requests.get(url, timeout=5).text)
+        text = requests.get(url, timeout=5).text
+        assert duplicate_series(text) == []  # every series of the demo has its own label set
+        stable = _verdicts(text)
         assert all(v == 0 for fs in stable.values() for v in fs.values()), stable
 
         def drift_seen() -> bool:
@@ -77,7 +80,9 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
             )
 
         wait_for(drift_seen, 200, "the drift verdicts of the drifted features")
-        verdicts = _verdicts(requests.get(url, timeout=5).text)
+        text = requests.get(url, timeout=5).text
+        assert duplicate_series(text) == []
+        verdicts = _verdicts(text)
         for model_id, features in verdicts.items():
             for feature, verdict in features.items():
                 drifted = DRIFTED_FEATURES[model_id.removesuffix("_model_v1")]

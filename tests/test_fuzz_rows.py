@@ -61,6 +61,8 @@ def _rows(sqlite: bool) -> st.SearchStrategy[list[dict]]:
         st.floats(DRIFT_START, T0 + 120),  # in the window, and after the read position
         st.floats(T0 - 5000, DRIFT_START - 1),  # before it
     )
+    if sqlite:  # SQLite keeps any text in a DATETIME column
+        when = st.one_of(when, st.sampled_from(["yesterday", "", "soon", "12:00"]))
 
     def pool(values: st.SearchStrategy) -> st.SearchStrategy[list]:
         return st.lists(values, min_size=1, max_size=12)
@@ -85,7 +87,32 @@ def _accepted(value: object) -> bool:
         return False
 
 
-def _check(url: str, rows: list[dict]) -> None:
+# How an application may write its times into SQLite (one layout per table).
+LAYOUTS = {
+    "sqlalchemy": lambda t: t.strftime("%Y-%m-%d %H:%M:%S.%f"),
+    "iso_z_millis": lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+    "space_seconds": lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),
+    "offset": lambda t: (
+        t.replace(tzinfo=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=-3))).isoformat()
+    ),
+}
+
+
+def _instant(value: object) -> float | None:
+    """The reference reading of a stored time (datetime.fromisoformat, naive = UTC)."""
+    if isinstance(value, dt.datetime):
+        stamp = value
+    elif isinstance(value, str):
+        try:
+            stamp = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _check(url: str, rows: list[dict], layout: str = "sqlalchemy") -> None:
     engine = sa.create_engine(url)
     metadata = sa.MetaData()
     table = sa.Table(
@@ -104,8 +131,8 @@ def _check(url: str, rows: list[dict]) -> None:
     stored = [
         {
             "prediction_id": uuid.uuid4().hex,
-            "created_at": None
-            if r["ts"] is None
+            "created_at": r["ts"]
+            if r["ts"] is None or isinstance(r["ts"], str)
             else dt.datetime.fromtimestamp(r["ts"], dt.UTC).replace(tzinfo=None),
             **{k: r[k] for k in ("prediction", "x1", "latency", "color", "tier")},
         }
@@ -118,10 +145,9 @@ def _check(url: str, rows: list[dict]) -> None:
                 [
                     (
                         r["prediction_id"],
-                        # SQLAlchemy's own text form; other forms are issue 10's subject
-                        None
-                        if r["created_at"] is None
-                        else r["created_at"].strftime("%Y-%m-%d %H:%M:%S.%f"),
+                        r["created_at"]
+                        if not isinstance(r["created_at"], dt.datetime)
+                        else LAYOUTS[layout](r["created_at"]),
                         *(r[k] for k in ("prediction", "x1", "latency", "color", "tier")),
                     )
                     for r in stored
@@ -130,13 +156,13 @@ def _check(url: str, rows: list[dict]) -> None:
         else:
             conn.execute(table.insert(), stored)
     with engine.connect() as conn:  # what the store kept (SQLite may have converted text)
-        kept = conn.execute(sa.select(table.c.created_at, table.c.prediction)).all()
+        sqlite = engine.dialect.name == "sqlite"
+        stored_time = (
+            sa.type_coerce(table.c.created_at, sa.String) if sqlite else table.c.created_at
+        )
+        kept = conn.execute(sa.select(stored_time, table.c.prediction)).all()
     engine.dispose()
-
-    def epoch(value: dt.datetime) -> float:
-        return value.replace(tzinfo=dt.UTC).timestamp()
-
-    timed = [(epoch(ts), p) for ts, p in kept if ts is not None]
+    timed = [(_instant(ts), p) for ts, p in kept if _instant(ts) is not None]
     in_window = [p for t, p in timed if DRIFT_START <= t <= T0 - READ_LAG]
 
     config = make_config(url, models=[MODEL], read_lag=READ_LAG)
@@ -166,9 +192,9 @@ FUZZ = settings(max_examples=20, deadline=None, suppress_health_check=list(Healt
 
 
 @FUZZ
-@given(rows=_rows(sqlite=True))
-def test_sqlite_counts_every_fuzzed_row_once(tmp_path_factory, rows) -> None:
-    _check(f"sqlite:///{tmp_path_factory.mktemp('fz') / 's.db'}", rows)
+@given(rows=_rows(sqlite=True), layout=st.sampled_from(sorted(LAYOUTS)))
+def test_sqlite_counts_every_fuzzed_row_once(tmp_path_factory, rows, layout) -> None:
+    _check(f"sqlite:///{tmp_path_factory.mktemp('fz') / 's.db'}", rows, layout)
 
 
 @pytest.mark.postgres

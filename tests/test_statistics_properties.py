@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
+from scipy import stats
 
+from exporter import significance as sig
 from exporter.baseline import NumericReference
 from exporter.config import parse_config
 from exporter.drift import statistical as st
@@ -154,3 +156,55 @@ def test_baseline_bins_hold_every_baseline_value(values: np.ndarray) -> None:
     assert ref.counts.sum() == len(values)
     assert ref.counts[0] == 0 and ref.counts[-1] == 0
     assert np.all(np.diff(ref.psi_bins) >= 0)
+
+
+samples = hnp.arrays(
+    np.float64, hs.integers(3, 60), elements=hs.floats(-1e3, 1e3, allow_nan=False)
+).filter(lambda a: np.ptp(a) > 1e-3)
+
+
+def _sums(x: np.ndarray) -> tuple[float, float, float]:
+    return float(x.sum()), float((x * x).sum()), float(len(x))
+
+
+@given(samples)
+def test_mean_standard_error_is_scipys(x: np.ndarray) -> None:
+    assert sig.mean_se(*_sums(x)) == pytest.approx(stats.sem(x), rel=1e-6)
+
+
+@given(samples, samples)
+def test_mean_gap_at_zero_margin_is_welchs_t(a: np.ndarray, b: np.ndarray) -> None:
+    """With no margin the statistic is |Welch's t| (scipy); a margin lowers it by margin / se."""
+    welch = abs(stats.ttest_ind(b, a, equal_var=False).statistic)
+    assert sig.mean_gap_beyond(_sums(a), _sums(b), 0.0) == pytest.approx(welch, rel=1e-6)
+    se = np.hypot(a.std(ddof=1) / np.sqrt(len(a)), b.std(ddof=1) / np.sqrt(len(b)))
+    assert sig.mean_gap_beyond(_sums(a), _sums(b), 1.0) == pytest.approx(
+        welch - 1.0 / se, rel=1e-6, abs=1e-9
+    )
+
+
+@given(hs.integers(0, 500), hs.integers(30, 1000), hs.integers(1, 500))
+def test_rate_ratio_statistic_falls_as_the_low_rate_rises(x: int, n: int, more: int) -> None:
+    """The score test: more selections in the low group is less evidence of a gap, an empty
+    group included; a ratio exactly on the line is no evidence at all."""
+    x = min(x, n - 1)
+    low = sig.rate_ratio_below(x, n, 500, 1000, 0.8)
+    higher = sig.rate_ratio_below(min(n, x + more), n, 500, 1000, 0.8)
+    assert higher < low
+    assert sig.rate_ratio_below(400, 1000, 500, 1000, 0.8) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_empty_group_against_a_half_selected_one_is_a_gap() -> None:
+    """0 of 30 selected against 250 of 500: far below four fifths, beyond chance."""
+    assert sig.rate_ratio_below(0, 30, 250, 500, 0.8) > sig.critical_z(0.005, 12)
+
+
+def test_critical_values_are_normal_quantiles() -> None:
+    assert sig.critical_z(0.05, 1) == pytest.approx(stats.norm.ppf(0.95))
+    assert sig.critical_z(0.05, 10) == pytest.approx(stats.norm.ppf(1 - 0.005))
+    assert sig.pairs(4) == 12  # ordered pairs: the data pick which group is lowest
+
+
+def test_auc_standard_error_matches_hanley_and_mcneil() -> None:
+    """Hanley & McNeil (1982), their worked example: A = 0.7, 50 of each class -> SE 0.0522."""
+    assert sig.auc_se(0.7, 50, 50) == pytest.approx(0.0522, abs=5e-4)

@@ -16,6 +16,7 @@ import numpy as np
 from exporter.baseline import CategoricalReference, NumericReference
 from exporter.config import DriftThresholds
 from exporter.drift import statistical as st
+from exporter.rows import OTHER
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def compare(
         actual = np.bincount(ref.psi_bins, weights=current, minlength=ref.n_psi_bins)
         names = bin_names(ref)
     else:
-        expected, actual, names = ref.counts, current, (*ref.categories, "other")
+        expected, actual, names = ref.counts, current, (*ref.categories, OTHER)
     n, m = float(actual.sum()), float(expected.sum())
     values: dict[str, float] = {
         "psi": st.psi(expected, actual),

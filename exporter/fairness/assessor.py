@@ -1,9 +1,11 @@
 """FairnessAssessor: the seed's fairness check, with recommendations computed from the data.
 
-Groups, thresholds and metrics are the exporter's (`report.fairness_report` over the same sums),
-so a notebook sees the numbers /metrics shows for the same rows. Kind of model: predictions in
-[0, 1] are a classifier's probabilities (selected when >= `threshold`); other values are a
-regression output (selected when >= `regression_cutoff`, by default the overall median).
+Groups, thresholds, defaults and verdicts are the exporter's (`report.fairness_report` over the
+same sums, `FairnessConfig`'s defaults), so a notebook sees the numbers and the verdict /metrics
+shows for the same rows. Kind of model: predictions in [0, 1] are a classifier's probabilities
+(selected when >= `threshold`); other values are a regression output, judged by its mean output
+ratio, the groups' residual bias and their error ratio (and by selection at `regression_cutoff`
+when one is given).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exporter.config import ModelConfig
+from exporter.config import FairnessConfig, ModelConfig
 from exporter.fairness import mitigator
 from exporter.monitors.health import json_safe
 from exporter.report import FairnessReport, build_report
@@ -27,16 +29,16 @@ class FairnessAssessor:
         protected_attributes: list[str],
         threshold: float = 0.5,
         regression_cutoff: float | None = None,
-        four_fifths: float = 0.8,
-        min_group_size: int = 30,
         max_groups: int = 10,
+        **fairness: Any,
     ) -> None:
+        """`fairness` overrides `FairnessConfig`'s defaults (four_fifths, min_group_size,
+        max_residual_bias, max_error_ratio, alpha), the exporter's own."""
         self.protected_attributes = list(protected_attributes)
         self.threshold = threshold
         self.regression_cutoff = regression_cutoff
-        self.four_fifths = four_fifths
-        self.min_group_size = min_group_size
         self.max_groups = max_groups
+        self.fairness = FairnessConfig.model_validate(fairness)  # a bad key fails here
 
     def _model(
         self, classifier: bool, cutoff: float | None, groups: dict[str, list[str]]
@@ -49,12 +51,8 @@ class FairnessAssessor:
                 "features": {"__unused__": "numeric"},
                 "protected_attributes": self.protected_attributes,
                 "performance": {"classification_threshold": self.threshold},
-                "fairness": {
-                    "regression_cutoff": cutoff,
-                    "four_fifths": self.four_fifths,
-                    "min_group_size": self.min_group_size,
-                    "groups": groups,
-                },
+                "fairness": self.fairness.model_dump(exclude_unset=True)
+                | {"regression_cutoff": cutoff, "groups": groups},
             }
         )
 
@@ -64,15 +62,7 @@ class FairnessAssessor:
         scores = np.asarray(predictions, dtype=float)
         actual = None if actual_values is None else np.asarray(actual_values, dtype=float)
         classifier = bool(np.nanmin(scores) >= 0 and np.nanmax(scores) <= 1)
-        cutoff = (
-            None
-            if classifier
-            else (
-                self.regression_cutoff
-                if self.regression_cutoff is not None
-                else float(np.nanmedian(scores))
-            )
-        )
+        cutoff = None if classifier else self.regression_cutoff
         groups = {a: _frequent(metadata[a], self.max_groups) for a in self.protected_attributes}
         model = self._model(classifier, cutoff, groups)
         rows = from_dataframe(model, metadata, scores, actual)
@@ -80,8 +70,10 @@ class FairnessAssessor:
         results, recommendations = {}, []
         for attribute, fairness in report.fairness.items():
             results[attribute] = _result(fairness)
-            if fairness.violation:
-                values = metadata[attribute].astype(str).to_numpy()
+            if not fairness.violation:
+                continue
+            values = metadata[attribute].astype(str).to_numpy()
+            if fairness.demographic_parity_ratio is not None:
                 recommendations += self._recommend(
                     attribute,
                     fairness,
@@ -90,11 +82,14 @@ class FairnessAssessor:
                     values,
                     self.threshold if classifier else cutoff,
                 )
+            if model.kind == "regression":
+                recommendations += _offsets(attribute, fairness)
         return json_safe(
             {
                 "overall_fairness": not any(r["violation"] for r in results.values()),
                 "model_kind": model.kind,
                 "selection_threshold": self.threshold if classifier else cutoff,
+                "thresholds": self.fairness.model_dump(exclude={"groups", "regression_cutoff"}),
                 "attributes": results,
                 "recommendations": recommendations,
             }
@@ -122,7 +117,8 @@ class FairnessAssessor:
                 "group": worst,
                 "issue": "demographic_parity",
                 "description": f"Group {worst} of {attribute} is selected at "
-                f"{rates[worst]:.1%}, the parity ratio is {ratio:.2f} (below {self.four_fifths}).",
+                f"{rates[worst]:.1%}, the parity ratio is {ratio:.2f} "
+                f"(below {self.fairness.four_fifths}).",
                 "strategy": "group_thresholds",
                 "thresholds": thresholds,
                 "expected": {"demographic_parity_ratio": ratio_after},
@@ -154,6 +150,33 @@ class FairnessAssessor:
         return out
 
 
+def _offsets(attribute: str, fairness: FairnessReport) -> list[dict[str, Any]]:
+    """Regression: the offset that removes each group's residual bias (its mean error less the
+    labelled groups' average), to subtract from its predictions; expected residual bias 0."""
+    labelled = {
+        g: r for g, r in fairness.groups.items() if g in fairness.compared and r.labeled > 0
+    }
+    if not labelled:
+        return []
+    total = sum(r.labeled for r in labelled.values())
+    average = sum(r.mean_error * r.labeled for r in labelled.values()) / total
+    offsets = {g: r.mean_error - average for g, r in labelled.items()}
+    worst = max(offsets, key=lambda g: (abs(offsets[g]), g))
+    return [
+        {
+            "attribute": attribute,
+            "group": worst,
+            "issue": "residual_bias",
+            "description": f"Predictions for {attribute}={worst} are off by "
+            f"{offsets[worst]:+.3g} on average against the other groups "
+            f"({'; '.join(fairness.reasons)}).",
+            "strategy": "group_offsets",
+            "offsets": offsets,
+            "expected": {"residual_bias": 0.0},
+        }
+    ]
+
+
 def _frequent(values: pd.Series, limit: int) -> list[str]:
     counts = values.astype(str).value_counts()
     return sorted(counts.index[:limit].tolist())
@@ -167,7 +190,9 @@ def _result(fairness: FairnessReport) -> dict[str, Any]:
         "equal_opportunity_difference": fairness.equal_opportunity_difference,
         "error_ratio": fairness.error_ratio,
         "mean_prediction_ratio": fairness.mean_prediction_ratio,
+        "residual_bias": fairness.residual_bias,
         "violation": bool(fairness.violation),
+        "reasons": list(fairness.reasons),
         "compared_groups": list(fairness.compared),
         "excluded_groups": list(fairness.excluded),
         "groups": {g: vars(r) for g, r in fairness.groups.items()},

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ModelConfig
 from exporter.storage.engine import create_engine
-from exporter.storage.prediction_store import TimeCodec, create_schema
+from exporter.storage.prediction_store import ModelSource, Stream, create_schema
+from exporter.storage.time_format import TimeFormat
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,18 @@ class PredictionLogger:
         self.rejected: list[_Event] = []
         self._models = {m.model_id: m for m in config.models}
         self._tables: dict[str, sa.Table] = {}
-        for model in config.models:  # reflect now, so that logging never needs the store
+        # Reflect tables and detect how their time columns store time now, so that logging never
+        # needs the store; an empty column gets the format the exporter then detects from it.
+        self._formats: dict[tuple[str, Stream], TimeFormat] = {}
+        for model in config.models:
+            source = ModelSource(self.engine, model)
             self._table(model.source.table)
-            if model.source.labels is not None and model.source.labels.table is not None:
-                self._table(model.source.labels.table)
+            self._formats[model.model_id, "predictions"] = source.time_format("predictions")
+            labels = model.source.labels
+            if labels is not None and labels.table is not None:
+                self._table(labels.table)
+            if labels is not None and labels.arrival_column is not None:
+                self._formats[model.model_id, "labels"] = source.time_format("labels")
         self._pending: list[_Event] = []
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.Lock()  # one writer at a time, in order
@@ -87,13 +96,18 @@ class PredictionLogger:
     def _table(self, name: str) -> sa.Table:
         if name not in self._tables:
             schema, _, bare = name.rpartition(".")
-            self._tables[name] = sa.Table(
-                bare, sa.MetaData(), schema=schema or None, autoload_with=self.engine
-            )
+            table = sa.Table(bare, sa.MetaData(), schema=schema or None, autoload_with=self.engine)
+            if self.engine.dialect.name == "sqlite":
+                # A SQLite DATETIME is text in whatever layout its rows use; the detected
+                # format renders it, so SQLAlchemy must pass the text through unchanged.
+                for column in table.columns:
+                    if isinstance(column.type, sa.DateTime):
+                        column.type = sa.String()
+            self._tables[name] = table
         return self._tables[name]
 
-    def _time(self, table: str, column: str, timestamp: float | None) -> Any:
-        return TimeCodec(self._table(table).c[column]).to_native(
+    def _time(self, model_id: str, stream: Stream, timestamp: float | None) -> Any:
+        return self._formats[model_id, stream].native(
             time.time() if timestamp is None else timestamp
         )
 
@@ -118,7 +132,7 @@ class PredictionLogger:
         prediction_id = prediction_id or uuid.uuid4().hex
         values: dict[str, Any] = {
             src.id_column: prediction_id,
-            src.timestamp_column: self._time(src.table, src.timestamp_column, timestamp),
+            src.timestamp_column: self._time(model_id, "predictions", timestamp),
             src.prediction_column: prediction,
         }
         if src.model_column:
@@ -142,10 +156,9 @@ class PredictionLogger:
         labels = self._model(model_id).source.labels
         if labels is None:
             raise ValueError(f"model {model_id!r} has no `source.labels` in the config")
-        table = labels.table or self._model(model_id).source.table
         values = {"prediction_id": prediction_id, labels.column: actual}
         if labels.arrival_column:
-            values[labels.arrival_column] = self._time(table, labels.arrival_column, timestamp)
+            values[labels.arrival_column] = self._time(model_id, "labels", timestamp)
         self._put(_Event(model_id, "label", values))
 
     def _put(self, event: _Event) -> None:

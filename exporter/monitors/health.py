@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.config import ModelConfig
 from exporter.report import ModelReport
-from exporter.sufficient_stats import ALL
+from exporter.rows import ALL
 
 STATUSES = ("healthy", "warning", "critical")
 SEVERITY_STATUS = {"high": "critical", "medium": "warning", "low": "healthy"}
@@ -58,7 +58,7 @@ def findings(model: ModelConfig, report: ModelReport) -> list[Finding]:
             )
         )
     worst = max(
-        ((m, r) for m, r in report.degradation.items() if math.isfinite(r)),
+        report.degraded.items(),
         key=lambda item: item[1],
         default=None,
     )
@@ -76,14 +76,12 @@ def findings(model: ModelConfig, report: ModelReport) -> list[Finding]:
         )
     for attribute, fairness in report.fairness.items():
         if fairness.violation:
-            ratio = fairness.demographic_parity_ratio
-            ratio = fairness.mean_prediction_ratio if ratio is None else ratio
             out.append(
                 Finding(
                     "fairness_violation",
                     "high",
-                    f"Parity ratio across {attribute} groups is {ratio:.2f}, below "
-                    f"{model.fairness.four_fifths}",
+                    f"Unequal treatment across {attribute} groups beyond chance: "
+                    + "; ".join(fairness.reasons),
                 )
             )
     limits = model.quality
@@ -128,6 +126,21 @@ def findings(model: ModelConfig, report: ModelReport) -> list[Finding]:
             )
         )
     return out
+
+
+def store_findings(unreadable_rows: dict[str, int]) -> list[Finding]:
+    """Rows the store holds for the model that the exporter cannot read make every number
+    incomplete: a model is never reported healthy on a window that silently misses rows."""
+    return [
+        Finding(
+            "unreadable_rows",
+            "high",
+            f"The store holds {count} {stream} rows inside the window that the exporter cannot "
+            "read (their time sorts outside the range it reads); the numbers leave them out",
+        )
+        for stream, count in unreadable_rows.items()
+        if count
+    ]
 
 
 def status_of(found: list[Finding]) -> str:
@@ -205,6 +218,7 @@ def health_json(
                 "segments": segments,
                 "baseline": report.baseline_performance.get(ALL, {}),
                 "degradation": report.degradation,
+                "degraded": report.degradation_significant,
             },
             "data_quality": {
                 name: {k: v for k, v in vars(f.quality).items() if v is not None}
@@ -218,7 +232,9 @@ def health_json(
                     "equal_opportunity_difference": f.equal_opportunity_difference,
                     "error_ratio": f.error_ratio,
                     "mean_prediction_ratio": f.mean_prediction_ratio,
+                    "residual_bias": f.residual_bias,
                     "violation": f.violation,
+                    "reasons": list(f.reasons),
                     "excluded_groups": list(f.excluded),
                     "groups": {g: vars(r) for g, r in f.groups.items()},
                 }

@@ -42,7 +42,7 @@ class Evidence:
             features=list(report.features),
             drifted_features=report.drifted_features,
             prediction_drift=bool(report.prediction_drift and report.prediction_drift.detected),
-            degradation={m: r for m, r in report.degradation.items() if math.isfinite(r)},
+            degradation=report.degraded,
             fairness_violations=[a for a, f in report.fairness.items() if f.violation],
             label_coverage=report.label_coverage,
         )

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from exporter import significance as sig
+
 
 def regression(
     n: float, err: float, err2: float, abs_err: float, y: float, y2: float
@@ -70,6 +72,48 @@ def classification(
     }
 
 
+def regression_standard_errors(
+    n: float, err2: float, err4: float, abs_err: float, y: float, y2: float
+) -> dict[str, float]:
+    """Sampling standard errors of RMSE, MAE and R² (delta method from the same sums plus the
+    sum of fourth powers of the errors)."""
+    if n < 2:
+        return {}
+    mse_se = sig.mean_se(err2, err4, n)
+    mse, var_y = err2 / n, (y2 - y * y / n) / n
+    return {
+        "rmse": mse_se / (2 * math.sqrt(mse)) if mse > 0 else math.inf,
+        "mae": sig.mean_se(abs_err, err2, n),
+        "r2": mse_se / var_y if var_y > 0 else math.inf,
+    }
+
+
+def classification_standard_errors(
+    values: dict[str, float],
+    tp: float,
+    fp: float,
+    fn: float,
+    tn: float,
+    log_loss: tuple[float, float],
+    brier: tuple[float, float],
+) -> dict[str, float]:
+    """Sampling standard errors of the metrics in `values`: binomial for the rates (F1 as the
+    share tp / (tp + (fp + fn) / 2)), Hanley-McNeil for ROC AUC, sample means for the losses
+    (`log_loss`, `brier`: sum and sum of squares)."""
+    n = tp + fp + fn + tn
+    if n < 2:
+        return {}
+    return {
+        "accuracy": sig.proportion_se(values["accuracy"], n),
+        "precision": sig.proportion_se(values["precision"], tp + fp),
+        "recall": sig.proportion_se(values["recall"], tp + fn),
+        "f1": sig.proportion_se(values["f1"], tp + (fp + fn) / 2),
+        "log_loss": sig.mean_se(*log_loss, n),
+        "brier_score": sig.mean_se(*brier, n),
+        "roc_auc": sig.auc_se(values["roc_auc"], tp + fn, fp + tn),
+    }
+
+
 # For each metric: +1 if larger is better, -1 if smaller is better.
 DIRECTION = {
     "rmse": -1,
@@ -95,3 +139,12 @@ def degradation_ratio(metric: str, current: float, baseline: float) -> float:
     ):
         return math.nan
     return max(0.0, -DIRECTION[metric] * (current - baseline) / abs(baseline))
+
+
+def worse_beyond_noise(
+    metric: str, current: float, baseline: float, standard_error: float, z: float
+) -> bool:
+    """The window's value is worse than the baseline's by more than `z` standard errors of the
+    window's estimate (the baseline, many times larger, is taken as exact)."""
+    gap = -DIRECTION[metric] * (current - baseline)
+    return math.isfinite(gap) and gap > z * standard_error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,50 +33,60 @@ from exporter.storage.prediction_store import (
 
 
 class BaselineStore:
+    """Baselines numbered per model: a model's first capture is version 1, whatever other
+    models have captured. The table's `version` column is the row key across all models (an
+    autoincrement, so concurrent captures never collide); a model's version is its rank among
+    that model's rows. Rows are never deleted."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.table, _, _ = metadata_tables(sa.MetaData())
+
+    def _rank(self, model_id: str, row_key: Any) -> sa.Select[Any]:
+        t = self.table
+        return sa.select(sa.func.count()).where(t.c.model_id == model_id, t.c.version <= row_key)
 
     def save(self, baseline: Baseline, source: str, command: str) -> int:
         """Store a new version and record the capture in the audit trail; returns the version."""
         create_project_tables(self.engine)
         with self.engine.begin() as conn:
-            version = int(
-                conn.execute(
-                    sa.insert(self.table).values(
-                        model_id=baseline.model_id,
-                        created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                        source=source,
-                        command=command,
-                        content=baseline.to_json(),
-                    )
-                ).inserted_primary_key[0]
-            )
+            row_key = conn.execute(
+                sa.insert(self.table).values(
+                    model_id=baseline.model_id,
+                    created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    source=source,
+                    command=command,
+                    content=baseline.to_json(),
+                )
+            ).inserted_primary_key[0]
+            version = int(conn.execute(self._rank(baseline.model_id, row_key)).scalar_one())
         details = {"version": version, "source": source, "command": command, "rows": baseline.rows}
         audit.record(self.engine, baseline.model_id, "baseline_captured", details)
         return version
 
     def latest_version(self, model_id: str) -> int | None:
         with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.max(self.table.c.version)).where(
-                    self.table.c.model_id == model_id
-                )
-            ).scalar()
+            count = conn.execute(
+                sa.select(sa.func.count()).where(self.table.c.model_id == model_id)
+            ).scalar_one()
+        return int(count) or None
 
     def load(self, model_id: str, version: int | None = None) -> Baseline | None:
         """The given version, or the newest; None if the model has no baseline yet."""
-        stmt = sa.select(self.table).where(self.table.c.model_id == model_id)
-        stmt = stmt.where(self.table.c.version == version) if version is not None else stmt
+        t = self.table
+        stmt = sa.select(t).where(t.c.model_id == model_id)
+        if version is None:
+            stmt = stmt.order_by(t.c.version.desc()).limit(1)
+        else:
+            stmt = stmt.order_by(t.c.version).offset(version - 1).limit(1)
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(stmt.order_by(self.table.c.version.desc()).limit(1)).mappings().first()
-            )
-        if row is None:
-            return None
+            row = conn.execute(stmt).mappings().first()
+            if row is None:
+                return None
+            number = int(conn.execute(self._rank(model_id, row["version"])).scalar_one())
         return Baseline.from_json(
             row["content"],
-            version=row["version"],
+            version=number,
             created_at=row["created_at"].replace(tzinfo=dt.UTC).isoformat(),
             source=row["source"],
         )
@@ -91,24 +102,36 @@ def read_range(
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Every prediction of [start, end] with its label (if any): the raw input of a baseline."""
     source = ModelSource(engine, model)
-    codec = source.prediction_time_codec()
     frames: list[pd.DataFrame] = []
     cursor: Cursor | None = None
-    with tqdm(desc=f"reading {model.model_id}", unit=" rows", disable=not progress) as bar:
-        while True:
-            frame = source.read_predictions(
-                Span(start, end, after=cursor), batch_rows, with_labels=True
-            )
-            if len(frame):
-                frames.append(frame)
-                bar.update(len(frame))
-                cursor = Cursor(frame[TS].iloc[-1], frame[ID].iloc[-1])
-            if len(frame) < batch_rows:
-                break
+    # The bar appears once the store has answered: a failure is one line, not a bar and a line.
+    bar: tqdm | None = None
+    while True:
+        frame = source.read_predictions(
+            Span(start, end, after=cursor), batch_rows, with_labels=True
+        )
+        if bar is None:
+            bar = tqdm(desc=f"reading {model.model_id}", unit=" rows", disable=not progress)
+        if len(frame):
+            frames.append(frame)
+            bar.update(len(frame))
+            cursor = Cursor(frame[TS].iloc[-1], frame[ID].iloc[-1])
+        if len(frame) < batch_rows:
+            break
+    bar.close()
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if frame.empty:
-        raise ValueError(f"model {model.model_id}: no predictions between the given times")
-    return frame, codec.to_epoch(frame[TS])
+        stored = source.time_format("predictions").describe()
+        raise ValueError(
+            f"model {model.model_id}: no predictions from {_iso(start)} to {_iso(end)} in "
+            f"{model.model_id}'s table {model.source.table} ({model.source.timestamp_column} "
+            f"holds {stored}); check --from and --to"
+        )
+    return frame, source.time_format("predictions").to_epoch(frame[TS])
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def read_file(path: Path, model: ModelConfig) -> tuple[pd.DataFrame, pd.Series]:

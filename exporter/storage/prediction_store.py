@@ -11,7 +11,6 @@ are new, whatever the size of the table.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ModelConfig
+from exporter.storage.time_format import (
+    TEXT_TIME_PATTERN,
+    TimeFormat,
+    declared_kind,
+    detect,
+    mixed_layouts,
+)
 
 BASELINE_TABLE = "model_monitor_baselines"
 AUDIT_TABLE = "model_monitor_audit"
@@ -161,32 +167,55 @@ def create_schema(engine: Engine, config: Config) -> None:
     metadata.create_all(engine)
 
 
+_NUMBER = sa.Integer | sa.Float | sa.Numeric
+
+
 def check_mapping(engine: Engine, model: ModelConfig) -> list[str]:
-    """Problems that would stop the exporter reading this model: missing tables or columns."""
+    """Problems that would stop the exporter reading this model right: missing tables or
+    columns, and columns whose type cannot hold what is mapped onto them (a number on a text
+    column would read as nothing but rejected rows)."""
     inspector = sa.inspect(engine)
     problems: list[str] = []
     src = model.source
+    dialect = engine.dialect.name
+    binary = model.kind == "binary_classification"
 
-    def check_table(table: str, wanted: dict[str, str | None], where: str) -> None:
+    def check_table(
+        table: str, wanted: dict[str, str | None], kinds: dict[str, str], where: str
+    ) -> None:
         schema, name = _split(table)
         if not inspector.has_table(name, schema=schema):
             problems.append(f"{where}.table: table {table!r} does not exist in the store")
             return
         have = {c["name"]: c["type"] for c in inspector.get_columns(name, schema=schema)}
         for key, column in wanted.items():
-            if column is not None and column not in have:
+            if column is None:
+                continue
+            if column not in have:
                 problems.append(
                     f"{key}: column {column!r} is not in table {table!r} "
                     f"(it has: {', '.join(sorted(have))})"
                 )
-        ts = wanted.get("source.timestamp_column") or wanted.get("source.labels.arrival_column")
-        if ts in have and not isinstance(
-            have[ts], sa.DateTime | sa.Numeric | sa.Integer | sa.Float
-        ):
-            problems.append(
-                f"{where}: column {ts!r} has type {have[ts]}; it must be a DATETIME/TIMESTAMP "
-                "or a number of epoch seconds"
-            )
+                continue
+            type_, kind = have[column], kinds.get(key)
+            if kind == "time" and declared_kind(type_, dialect) is None:
+                problems.append(
+                    f"{key}: column {column!r} has type {type_}, which holds no time; fix: map "
+                    "a TIMESTAMP/DATETIME column, epoch seconds or milliseconds as a number, or "
+                    "ISO-8601 text"
+                )
+            allowed = _NUMBER | sa.Boolean if binary and kind == "binary" else _NUMBER
+            if kind in ("number", "binary") and not isinstance(type_, allowed):
+                problems.append(
+                    f"{key}: column {column!r} has type {type_}, but it must hold numbers; fix: "
+                    f"map a numeric column, or cast it in a view "
+                    f"(CREATE VIEW ... AS SELECT CAST({column} AS DOUBLE PRECISION) ...)"
+                    + (
+                        ""
+                        if kind == "binary" or not key.startswith("features.")
+                        else ", or declare the feature `categorical`"
+                    )
+                )
 
     wanted: dict[str, str | None] = {
         "source.id_column": src.id_column,
@@ -196,13 +225,24 @@ def check_mapping(engine: Engine, model: ModelConfig) -> list[str]:
         "source.latency_column": src.latency_column,
         "source.model_column": src.model_column,
     }
+    kinds = {
+        "source.timestamp_column": "time",
+        "source.prediction_column": "binary",
+        "source.score_column": "number",
+        "source.latency_column": "number",
+        "source.labels.column": "binary",
+        "source.labels.arrival_column": "time",
+    }
     wanted |= {f"features.{n}.column": model.feature_column(n) for n in model.features}
+    kinds |= {
+        f"features.{n}.column": "number" for n, f in model.features.items() if f.type == "numeric"
+    }
     wanted |= {f"segments.{s.column}": s.column for s in model.segments}
     wanted |= {f"protected_attributes.{a}": a for a in model.protected_attributes}
     if src.labels is not None and src.labels.table is None:
         wanted["source.labels.column"] = src.labels.column
         wanted["source.labels.arrival_column"] = src.labels.arrival_column
-    check_table(src.table, wanted, "source")
+    check_table(src.table, wanted, kinds, "source")
     if src.labels is not None and src.labels.table is not None:
         check_table(
             src.labels.table,
@@ -211,9 +251,47 @@ def check_mapping(engine: Engine, model: ModelConfig) -> list[str]:
                 "source.labels.column": src.labels.column,
                 "source.labels.arrival_column": src.labels.arrival_column,
             },
+            kinds,
             "source.labels",
         )
+    if not problems:
+        problems += _check_times(ModelSource(engine, model))
     return problems
+
+
+def _check_times(source: ModelSource) -> list[str]:
+    """Text time columns whose newest and oldest rows mix layouts: text order is then not
+    time order, and reads by range would miss rows."""
+    problems = []
+    streams: list[Stream] = ["predictions"]
+    labels = source.model.source.labels
+    if labels is not None and labels.arrival_column is not None:
+        streams.append("labels")
+    for stream in streams:
+        time = source.time_format(stream)
+        if time.kind != "text":
+            continue
+        samples = source.newest_times(stream, 1000) + source.oldest_times(stream, 1000)
+        layouts = mixed_layouts(samples)
+        if len(layouts) > 1:
+            found = ", ".join(sorted(repr(x.render(0)) for x in layouts))
+            key = "timestamp_column" if stream == "predictions" else "labels.arrival_column"
+            problems.append(
+                f"source.{key}: the text times mix layouts ({found}), so their text order is not "
+                "their time order; fix: write one layout (ISO-8601 in UTC) or use a TIMESTAMP "
+                "column"
+            )
+    return problems
+
+
+def describe_times(engine: Engine, model: ModelConfig) -> list[str]:
+    """How each mapped time column stores time, as detected (what check-config prints)."""
+    source = ModelSource(engine, model)
+    labels = model.source.labels
+    out = [f"source.timestamp_column: {source.time_format('predictions').describe()}"]
+    if labels is not None and labels.arrival_column is not None:
+        out.append(f"source.labels.arrival_column: {source.time_format('labels').describe()}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -239,31 +317,6 @@ class Span:
 Stream = Literal["predictions", "labels"]
 
 
-_EPOCH = pd.Timestamp(0, tz="UTC")
-
-
-class TimeCodec:
-    """Converts between epoch seconds and the native type of a time column."""
-
-    def __init__(self, column: sa.Column) -> None:
-        self.numeric = isinstance(column.type, sa.Numeric | sa.Integer | sa.Float)
-        self.aware = bool(getattr(column.type, "timezone", False))
-
-    def to_native(self, epoch: float) -> Any:
-        if self.numeric:
-            return epoch
-        value = dt.datetime.fromtimestamp(epoch, dt.UTC)
-        return value if self.aware else value.replace(tzinfo=None)
-
-    def to_epoch(self, values: pd.Series) -> pd.Series:
-        """Epoch seconds as float; NaN where the value is missing or not a time."""
-        if self.numeric:
-            return pd.to_numeric(values, errors="coerce").astype(float)
-        stamps = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-        seconds = (stamps - _EPOCH) / pd.Timedelta(seconds=1)  # whatever the datetime resolution
-        return pd.Series(seconds, index=values.index, dtype=float)
-
-
 class ModelSource:
     """Reads one model's predictions and labels from the mapped tables, newest-first never."""
 
@@ -271,6 +324,7 @@ class ModelSource:
         self.engine = engine
         self.model = model
         self._tables: dict[str, sa.Table] = {}
+        self._formats: dict[Stream, TimeFormat] = {}
 
     def _table(self, name: str) -> sa.Table:
         if name not in self._tables:
@@ -283,12 +337,59 @@ class ModelSource:
     def forget_tables(self) -> None:
         """Drop reflected tables, e.g. after an outage during which a table was re-created."""
         self._tables.clear()
+        self._formats.clear()
+
+    def forget_guessed_formats(self) -> None:
+        """Detect again the formats guessed from an empty column (once per refresh): the first
+        rows decide, e.g. epoch seconds or milliseconds."""
+        self._formats = {k: f for k, f in self._formats.items() if f.confirmed}
+
+    def time_format(self, stream: Stream) -> TimeFormat:
+        """How a stream's order column stores time, detected from its type and newest values:
+        the newest values that look like ISO-8601 text, else the newest numbers (SQLite keeps
+        any value in any column, and sorts text after numbers, so plain "newest" could be a
+        stray word)."""
+        if stream not in self._formats:
+            _, column, _, _ = self._stream_order(stream, raw=True)
+            dialect = self.engine.dialect.name
+            if dialect == "sqlite" or declared_kind(column.type, dialect) == "text":
+                text = sa.type_coerce(column, sa.String())
+                samples = self._stored_times(stream, 20, where=text.like(TEXT_TIME_PATTERN))
+                if not samples and dialect == "sqlite":
+                    numeric = sa.func.typeof(column).in_(("integer", "real"))
+                    samples = self._stored_times(stream, 20, where=numeric)
+            else:  # the type says it all; the newest value tells epoch units apart
+                samples = self._stored_times(stream, 20)
+            self._formats[stream] = detect(column, dialect, samples)
+        return self._formats[stream]
+
+    def newest_times(self, stream: Stream, limit: int) -> list[Any]:
+        """The stored values of a stream's newest `limit` times, newest first, unconverted."""
+        return self._stored_times(stream, limit)
+
+    def oldest_times(self, stream: Stream, limit: int) -> list[Any]:
+        return self._stored_times(stream, limit, newest=False)
+
+    def _stored_times(
+        self, stream: Stream, limit: int, newest: bool = True, where: Any = None
+    ) -> list[Any]:
+        _, column, _, filters = self._stream_order(stream, raw=True)
+        if where is not None:
+            filters = [*filters, where]
+        stmt = (
+            sa.select(sa.type_coerce(column, sa.String()))
+            .where(*filters, column.is_not(None))
+            .order_by(column.desc() if newest else column)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
 
     def _prediction_columns(self, table: sa.Table) -> list[sa.ColumnElement[Any]]:
         src, model = self.model.source, self.model
         cols = [
             table.c[src.id_column].label(ID),
-            table.c[src.timestamp_column].label(TS),
+            self.time_format("predictions").expression(table.c[src.timestamp_column]).label(TS),
             table.c[src.prediction_column].label(PREDICTION),
         ]
         if src.score_column:
@@ -306,32 +407,23 @@ class ModelSource:
             return []
         return [table.c[src.model_column] == (src.model_value or self.model.model_id)]
 
-    def prediction_time_codec(self) -> TimeCodec:
-        table = self._table(self.model.source.table)
-        return TimeCodec(table.c[self.model.source.timestamp_column])
-
-    def label_time_codec(self) -> TimeCodec:
-        labels = self.model.source.labels
-        assert labels is not None and labels.arrival_column is not None
-        table = self._table(labels.table or self.model.source.table)
-        return TimeCodec(table.c[labels.arrival_column])
-
     @staticmethod
     def _range(
         order: sa.ColumnElement[Any],
         key: sa.ColumnElement[Any],
-        codec: TimeCodec,
+        time: TimeFormat,
         span: Span,
     ) -> list[sa.ColumnElement[bool]]:
         """The WHERE terms of one read: one lower bound on the order column for the index to
-        start its range scan at (the cursor's, once there is one), then the keyset."""
+        start its range scan at (the cursor's, once there is one), then the keyset. `order` is
+        already in the form `time.expression` gives; bounds are values of the column's kind."""
         after = span.after
-        lower = after.order if after is not None else codec.to_native(span.start)
-        terms = [order >= lower, order <= codec.to_native(span.until)]
+        lower = after.order if after is not None else time.bound(span.start, "ge")
+        terms = [order >= lower, order <= time.bound(span.until, "le")]
         if after is not None:
             terms.append(sa.tuple_(order, key) > (after.order, after.key))
         if span.before is not None:
-            terms.append(order < codec.to_native(span.before))
+            terms.append(order < time.bound(span.before, "lt"))
         if span.ids is not None:
             terms.append(key.in_(span.ids))
         return terms
@@ -369,19 +461,25 @@ class ModelSource:
                 columns.append(label_table.c[labels.column].label(LABEL))
         return table, from_, columns
 
-    def read_predictions(self, span: Span, limit: int, with_labels: bool = False) -> pd.DataFrame:
-        """Up to `limit` predictions in `span`, in (time, id) order."""
+    def predictions_query(
+        self, span: Span, limit: int, with_labels: bool = False
+    ) -> sa.Select[Any]:
+        """The statement `read_predictions` runs (its plan is checked in the tests)."""
         src = self.model.source
         table, from_, columns = self._predictions_from(with_labels)
-        ts, key = table.c[src.timestamp_column], table.c[src.id_column]
-        stmt = (
+        time = self.time_format("predictions")
+        ts, key = time.expression(table.c[src.timestamp_column]), table.c[src.id_column]
+        return (
             sa.select(*columns)
             .select_from(from_)
-            .where(*self._model_filter(table), *self._range(ts, key, TimeCodec(ts), span))
+            .where(*self._model_filter(table), *self._range(ts, key, time, span))
             .order_by(ts, key)
             .limit(limit)
         )
-        return self._fetch(stmt)
+
+    def read_predictions(self, span: Span, limit: int, with_labels: bool = False) -> pd.DataFrame:
+        """Up to `limit` predictions in `span`, in (time, id) order."""
+        return self._fetch(self.predictions_query(span, limit, with_labels))
 
     def read_labels(self, span: Span, limit: int) -> pd.DataFrame:
         """Up to `limit` label arrivals in `span`, joined to their predictions.
@@ -411,29 +509,39 @@ class ModelSource:
                 arrival.label(ARRIVAL),
             )
             .select_from(from_)
-            .where(*filters, *self._range(arrival, key, TimeCodec(arrival), span))
+            .where(*filters, *self._range(arrival, key, self.time_format("labels"), span))
             .order_by(arrival, key)
             .limit(limit)
         )
         return self._fetch(stmt)
 
     def _stream_order(
-        self, stream: Stream
+        self, stream: Stream, raw: bool = False
     ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[Any], list[Any]]:
         """Where a stream's rows are: their table, order and key columns, and filters. Labels
-        in their own table are counted there alone (the join to predictions adds no rows)."""
+        in their own table are counted there alone (the join to predictions adds no rows).
+        The order column comes as `TimeFormat.expression` gives it, or as declared if `raw`."""
         src = self.model.source
         predictions = self._table(src.table)
         if stream == "predictions":
-            columns = (predictions.c[src.timestamp_column], predictions.c[src.id_column])
-            return predictions, *columns, self._model_filter(predictions)
-        labels = src.labels
-        assert labels is not None and labels.arrival_column is not None
-        if labels.table is None:
-            columns = (predictions.c[labels.arrival_column], predictions.c[src.id_column])
-            return predictions, *columns, self._model_filter(predictions)
-        table = self._table(labels.table)
-        return table, table.c[labels.arrival_column], table.c[labels.prediction_id_column], []
+            table, order = predictions, predictions.c[src.timestamp_column]
+            key, filters = predictions.c[src.id_column], self._model_filter(predictions)
+        else:
+            labels = src.labels
+            assert labels is not None and labels.arrival_column is not None
+            if labels.table is None:
+                table, order = predictions, predictions.c[labels.arrival_column]
+                key, filters = predictions.c[src.id_column], self._model_filter(predictions)
+            else:
+                table = self._table(labels.table)
+                order, key, filters = (
+                    table.c[labels.arrival_column],
+                    table.c[labels.prediction_id_column],
+                    [],
+                )
+        if not raw:
+            order = self.time_format(stream).expression(order)
+        return table, order, key, filters
 
     def read_keys(self, stream: Stream, span: Span, limit: int) -> pd.DataFrame:
         """Only the (id, time) of up to `limit` rows of a stream in `span`: a narrow read for
@@ -442,11 +550,30 @@ class ModelSource:
         stmt = (
             sa.select(key.label(ID), order.label(ARRIVAL if stream == "labels" else TS))
             .select_from(from_)
-            .where(*filters, *self._range(order, key, TimeCodec(order), span))
+            .where(*filters, *self._range(order, key, self.time_format(stream), span))
             .order_by(order, key)
             .limit(limit)
         )
         return self._fetch(stmt)
+
+    def edge_keys(self, stream: Stream, start: float, limit: int) -> pd.DataFrame:
+        """(id, stored time) of the `limit` newest rows of a stream and of the `limit` rows just
+        before `start` by the column's own order: a check of the reads that does not trust
+        their bounds. Rows that sort outside a read's range but whose time lies inside it are
+        rows no read can return (a text layout the bounds do not match, mixed UTC offsets)."""
+        from_, order, key, filters = self._stream_order(stream)
+        below = order < self.time_format(stream).bound(start, "ge")
+        frames = []
+        for where in ([], [below]):
+            stmt = (
+                sa.select(key.label(ID), order.label(ARRIVAL if stream == "labels" else TS))
+                .select_from(from_)
+                .where(*filters, order.is_not(None), *where)
+                .order_by(order.desc(), key.desc())
+                .limit(limit)
+            )
+            frames.append(self._fetch(stmt))
+        return pd.concat(frames, ignore_index=True).drop_duplicates(ID)
 
     def count_by_bucket(self, stream: Stream, span: Span, width: int) -> dict[int, int]:
         """Rows of a stream per time bucket of `width` seconds in `span`, counted by the database.
@@ -454,37 +581,26 @@ class ModelSource:
         The rebuild uses it to learn how many predictions the older part of the performance
         window holds without reading them; reconciliation compares it with the rows counted.
         """
-        from_, column, _, filters = self._stream_order(stream)
-        codec = TimeCodec(column)
-        sqlite_text = self.engine.dialect.name == "sqlite" and not codec.numeric
-        if sqlite_text:
-            # SQLite's date functions round to milliseconds (12.9996 s becomes 13 s, the next
-            # bucket) and parse every row; the stored text's whole seconds floor exactly and
-            # cost a substring. The database groups by second, Python maps seconds to buckets.
-            key = sa.func.substr(column, 1, 19)
-        elif self.engine.dialect.name == "sqlite":  # SQLite may lack floor(); epochs are positive
-            key = sa.cast(column, sa.Integer) // width
-        else:
-            epoch = column if codec.numeric else sa.extract("epoch", column)
-            key = sa.func.floor(epoch / width)
-        key = key.label("bucket")
+        from_, column, _, filters = self._stream_order(stream, raw=True)
+        time = self.time_format(stream)
+        key = time.bucket_key(column, width, self.engine.dialect.name).label("bucket")
         stmt = (
             sa.select(key, sa.func.count())
             .select_from(from_)
-            .where(*filters, *self._range(column, column, codec, span))
+            .where(*filters, *self._range(time.expression(column), column, time, span))
             .group_by(key)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        if not sqlite_text:
-            return {int(b): int(n) for b, n in rows}
-        seconds = pd.to_datetime([b for b, _ in rows], format="%Y-%m-%d %H:%M:%S", utc=True)
-        buckets = (seconds - _EPOCH) // pd.Timedelta(seconds=width)
-        counts = pd.Series([n for _, n in rows], dtype="int64").groupby(buckets.to_numpy()).sum()
-        return {int(b): int(n) for b, n in counts.items()}
+        if not rows:
+            return {}
+        buckets = time.buckets([b for b, _ in rows], width)
+        counts = pd.Series([n for _, n in rows], dtype="int64").groupby(buckets).sum()
+        return {int(b): int(n) for b, n in counts.items() if b >= 0}
 
     def count_unordered(self, stream: Stream) -> int:
-        """Rows of a stream without a time (NULL), which no read by time can ever return.
+        """Rows of a stream without a time (NULL, or text that is not a time), which no read by
+        time can ever return.
 
         Labels in the predictions table are only counted when present: a NULL arrival there
         means "no label yet", not a bad row.
@@ -493,6 +609,9 @@ class ModelSource:
         if stream == "labels" and (labels is None or labels.table is None):
             return 0
         from_, column, _, filters = self._stream_order(stream)
-        stmt = sa.select(sa.func.count()).select_from(from_).where(*filters, column.is_(None))
+        untimed = column.is_(None)
+        if self.time_format(stream).kind == "text":  # text that is no time sorts outside any range
+            untimed = sa.or_(untimed, column.not_like(TEXT_TIME_PATTERN))
+        stmt = sa.select(sa.func.count()).select_from(from_).where(*filters, untimed)
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
