@@ -77,7 +77,7 @@ class FairnessReport:
     equal_opportunity_difference: float | None
     error_ratio: float | None  # regression: max/min group RMSE
     mean_prediction_ratio: float  # min/max group mean output
-    # regression: largest |group mean error - overall mean error| / residual sd (labelled groups)
+    # regression: largest |group mean error - other groups' mean error| / residual sd
     residual_bias: float | None
     # A gap beyond its threshold and beyond sampling noise (fairness.alpha): parity ratio below
     # the four-fifths line; for regression also residual bias or error ratio. None: < 2 groups.
@@ -380,7 +380,8 @@ def _parity_gap(
     mean_ratio: float,
 ) -> list[str]:
     """The parity ratio of the least and the most favoured group is below the four-fifths
-    line beyond chance (log ratio of selection rates, or of mean outputs)."""
+    line beyond chance (Farrington-Manning's score test on selection rates, the delta method on
+    the log ratio of mean outputs)."""
     dl, dv = totals.drift_layout, totals.drift
     fairness = model.fairness
 
