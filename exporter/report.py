@@ -430,17 +430,18 @@ def _residual_bias(
         return None, []
     margin = model.fairness.max_residual_bias
     critical = sig.critical_z(model.fairness.alpha, 2 * len(labelled))  # either sign, each group
-    largest, found = 0.0, []
+    gaps: list[float] = []  # none without a group to set against the rest: absent, not 0
+    found = []
     for group in labelled:
         own = tuple(p(k, group) for k in keys)
         rest = tuple(t - o for t, o in zip(total, own, strict=True))
         if rest[2] < 2:
             continue
         gap = (own[0] / own[2] - rest[0] / rest[2]) / spread
-        largest = max(largest, abs(gap))
+        gaps.append(abs(gap))
         if sig.mean_gap_beyond(rest, own, margin * spread) > critical:
             found.append(f"residual bias {gap:+.2f} sd ({group})")
-    return largest, found
+    return max(gaps, default=None), found
 
 
 def _error_gap(
