@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint docs dashboards bench clean
+.PHONY: run test lint docs mixin bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ run: $(STAMP)  ## the demo: SQLite store, simulated traffic, exporter on 127.0.0
 test: $(STAMP)  ## lint, generated references up to date, the whole test suite
 	$(BIN)/ruff check exporter tests benchmarks dashboards
 	$(BIN)/model-monitor docs --check
-	$(BIN)/model-monitor dashboards generate --check
+	$(BIN)/model-monitor mixin --check
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -28,8 +28,8 @@ lint: $(STAMP)
 docs: $(STAMP)  ## regenerate docs/metrics.md, docs/config.md and the README references
 	$(BIN)/model-monitor docs
 
-dashboards: $(STAMP)  ## regenerate dashboards/generated/*.json from dashboards/*.dashboard.py
-	$(BIN)/model-monitor dashboards generate
+mixin: $(STAMP)  ## regenerate alert_rules/, dashboards/generated/ and deploy/kubernetes/base/ from mixin/
+	$(BIN)/model-monitor mixin
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scrape.py

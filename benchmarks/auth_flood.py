@@ -1,6 +1,6 @@
 """A legitimate scrape's latency under a flood of wrong basic-auth passwords.
 
-A real exporter (`model-monitor serve --web-config`, gunicorn, one model on SQLite, cost-10
+A real exporter (`model-monitor serve --web.config.file`, gunicorn, one model on SQLite, cost-10
 bcrypt hash) is scraped by one client with the right password over a kept-alive connection:
 first idle, then while 20 clients (threads of another process, on the other core, as if from
 other machines) send wrong passwords as fast as they are answered, once with one wrong password
@@ -57,9 +57,9 @@ def _start(tmp: Path, port: int) -> subprocess.Popen:
             "serve",
             "--config",
             str(tmp / "config.yml"),
-            "--listen",
+            "--web.listen-address",
             f"127.0.0.1:{port}",
-            "--web-config",
+            "--web.config.file",
             str(tmp / "web.yml"),
         ],
         stdout=subprocess.DEVNULL,

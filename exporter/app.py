@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import gzip
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, jsonify, request
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    make_wsgi_app,
+)
 
 from exporter.collector import ModelCollector
 from exporter.config import Config
 from exporter.monitors import health
 from exporter.service import MonitorService
-from exporter.web_config import BasicAuth, WebConfig
+from exporter.web.config import WebConfig
+from exporter.web.middleware import guard
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 LANDING = """<!doctype html><html><head><title>model-monitor</title></head><body>
 <h1>model-monitor</h1><p>Prometheus exporter for {n} models: {models}.</p>
-<ul><li><a href="metrics">metrics</a></li><li><a href="api/v1/models">models (JSON)</a></li>
+<ul><li><a href="{telemetry}">metrics</a></li><li><a href="api/v1/models">models (JSON)</a></li>
 <li><a href="-/healthy">healthy</a></li>
 <li><a href="-/ready">ready</a></li></ul></body></html>"""
 
@@ -27,9 +36,12 @@ def create_app(
     web: WebConfig | None = None,
     warmup: bool = True,
     threads: int = 4,
+    telemetry_path: str = "/metrics",
 ) -> Flask:
     """The exporter's WSGI app; `threads`: of the worker serving it (sizes the refusal delay's
-    share of them, see `BasicAuth`)."""
+    share of them, see `BasicAuth`). The metrics are served at `telemetry_path` by
+    prometheus_client's own WSGI app (its `name[]` filter, gzip and OpenMetrics negotiation),
+    ahead of Flask's routing."""
     service = service or MonitorService(config)
     registry = CollectorRegistry()
     registry.register(ModelCollector(service))
@@ -42,18 +54,13 @@ def create_app(
     app.config["service"] = service
     app.config["registry"] = registry
 
-    if web is not None and web.basic_auth_users:
-        auth = BasicAuth(web.basic_auth_users, delay_slots=threads - 2)
-        app.wsgi_app = auth.protect(app.wsgi_app)  # type: ignore[method-assign]
-
-    def refresh_within_deadline() -> None:
+    def refresh_within_deadline(header: str | None) -> None:
         """Fresh numbers if the refresh finishes in time, the last good ones otherwise.
 
         The deadline is Prometheus' own scrape timeout (its request header) or the configured
         default, less a margin for rendering; while the windows are still being built the
         refresh is only started, so probes and early scrapes answer at once.
         """
-        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
         try:
             timeout = float(header) if header else config.exporter.scrape_timeout
         except ValueError:
@@ -61,16 +68,18 @@ def create_app(
         wait = max(0.0, timeout * 0.9 - 0.25) if service.ready else 0.0
         service.refresh_all(wait)
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        refresh_within_deadline()
-        encoder, content_type = choose_encoder(request.headers.get("Accept"))
-        body = encoder(registry)
-        headers = {"Content-Type": content_type}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = gzip.compress(body)
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, 200, headers)
+    exposition = make_wsgi_app(registry)
+    routes = app.wsgi_app
+
+    def dispatch(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == telemetry_path:
+            refresh_within_deadline(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
+            return exposition(environ, start_response)
+        return routes(environ, start_response)
+
+    app.wsgi_app = (  # type: ignore[method-assign]
+        guard(dispatch, web, threads) if web is not None else dispatch
+    )
 
     @app.get("/-/healthy")
     def healthy() -> Response:
@@ -111,7 +120,7 @@ def create_app(
             return jsonify(
                 {"error": f"unknown model {model_id!r}", "models": list(service.refreshers)}
             ), 404
-        refresh_within_deadline()
+        refresh_within_deadline(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
         if refresher.report is None:
             return jsonify({"error": "the window is not built yet", "model_id": model_id}), 503
         decision = refresher.decision.to_json() if refresher.decision is not None else None
@@ -126,7 +135,9 @@ def create_app(
     def landing() -> Response:
         models = ", ".join(service.refreshers)
         return Response(
-            LANDING.format(n=len(service.refreshers), models=models),
+            LANDING.format(
+                n=len(service.refreshers), models=models, telemetry=telemetry_path.lstrip("/")
+            ),
             200,
             {"Content-Type": "text/html"},
         )

@@ -1,9 +1,12 @@
-"""The `model-monitor` command: serve, check-config, init-store, baseline, simulate, demo, docs."""
+"""The `model-monitor` command: serve, healthcheck, check-config, init-store, baseline, simulate,
+demo, mixin, dashboards, docs."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
+import platform
 import shlex
 import signal
 import subprocess
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.config import Config, ConfigError, default_config_path, load_config
+from exporter.log_format import LEVELS, logging_config
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.simulator import GENERATORS, LabelDelay, Simulator
 
@@ -242,7 +246,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        serve(config, args.listen)
+        serve(config, args.listen, log_level=args.log_level, log_format=args.log_format)
     finally:
         simulator.terminate()
         simulator.wait(timeout=20)
@@ -251,12 +255,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from exporter.server import serve
-    from exporter.web_config import load_web_config
+    from exporter.web.config import load_web_config
 
     config = _config(args)
+    if not args.telemetry_path.startswith("/"):
+        raise ConfigError(f"--web.telemetry-path {args.telemetry_path!r}: start it with /")
     web = load_web_config(args.web_config) if args.web_config else None
-    serve(config, args.listen, threads=args.threads, web=web)
+    serve(
+        config,
+        args.listen,
+        threads=args.threads,
+        web=web,
+        telemetry_path=args.telemetry_path,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
     return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from exporter.probe import probe
+
+    ok, message = probe(args.listen, "/-/ready" if args.ready else "/-/healthy", args.timeout)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def version_text() -> str:
+    from importlib.metadata import version
+
+    return f"model-monitor, version {version('model-monitor')} (python {platform.python_version()})"
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -268,17 +296,18 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 1 if args.check and stale else 0
 
 
+def cmd_mixin(args: argparse.Namespace) -> int:
+    from exporter import mixin
+
+    changed = mixin.generate(Path(args.root), Path(args.mixin_config), check=args.check)
+    for path in changed:
+        print(f"{path} is out of date; run `make mixin`" if args.check else f"wrote {path}")
+    return 1 if args.check and changed else 0
+
+
 def cmd_dashboards(args: argparse.Namespace) -> int:
     from exporter.visualization import dashboard_files as files
 
-    folder = Path(args.dashboards)
-    if args.action == "generate":
-        changed = files.generate(folder, check=args.check)
-        for path in changed:
-            print(
-                f"{path} is out of date; run `make dashboards`" if args.check else f"wrote {path}"
-            )
-        return 1 if args.check and changed else 0
     if not args.grafana_url or not args.token_file:
         raise ConfigError("push needs --grafana-url and --token-file")
     try:
@@ -287,7 +316,7 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
     try:
         results = files.push(
-            sorted((folder / "generated").glob("*.json")), args.grafana_url, token, args.folder
+            sorted(Path(args.dashboards).glob("*.json")), args.grafana_url, token, args.folder
         )
     except files.GrafanaError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -297,29 +326,72 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The flags every command takes, before or after its name (`defaults` only on the main
+    parser, so that a subcommand's parser does not reset what was given before it)."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default=default("info"),
+        choices=list(LEVELS),
+        help="only log messages at or above this level (default info)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default=default("logfmt"),
+        choices=["logfmt", "json"],
+        help="output format of log messages (default logfmt)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="log at debug and show a failure's traceback",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-monitor", description=__doc__)
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    parser.add_argument(
-        "--debug", action="store_true", help="log at DEBUG and show a failure's traceback"
-    )
+    parser.add_argument("--version", action="version", version=version_text())
+    _log_flags(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _log_flags(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument(
-            "--config",
-            default=None,
-            help="config file (default: $MODEL_MONITOR_CONFIG or ./model-monitor.yml)",
-        )
+    def command(name: str, func, help_: str, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
+        if config:
+            p.add_argument(
+                "--config",
+                default=None,
+                help="config file (default: $MODEL_MONITOR_CONFIG or ./model-monitor.yml)",
+            )
         p.set_defaults(func=func)
         return p
 
     p = command("serve", cmd_serve, "Serve /metrics under gunicorn.")
     p.add_argument(
-        "--listen", default=DEFAULT_LISTEN, help=f"address:port (default {DEFAULT_LISTEN})"
+        "--web.listen-address",
+        dest="listen",
+        default=DEFAULT_LISTEN,
+        help=f"address on which to expose metrics and the web interface (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="path under which to expose metrics (default /metrics)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        default=None,
+        help="exporter-toolkit web config: TLS, basic auth, headers, rate limit (docs/deploy.md)",
     )
     p.add_argument(
         "--threads",
@@ -328,9 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads of the single worker (they mostly wait: on the store, or holding a "
         "refused login back; see docs/architecture.md)",
     )
-    p.add_argument(
-        "--web-config", default=None, help="exporter-toolkit style web config (TLS, basic auth)"
+    p = command(
+        "healthcheck",
+        cmd_healthcheck,
+        "Exit 0 if the exporter at --web.listen-address answers its probe (TLS or not).",
+        config=False,
     )
+    p.add_argument("--web.listen-address", dest="listen", default="127.0.0.1:9747")
+    p.add_argument("--ready", action="store_true", help="probe /-/ready instead of /-/healthy")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     p = command(
         "check-config", cmd_check_config, "Validate the config and check the mapped tables."
     )
@@ -363,19 +441,35 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "Fresh SQLite store, reference data, baselines, simulator and exporter."
     )
     p.set_defaults(config=str(DEMO_CONFIG))
-    p.add_argument("--listen", default="127.0.0.1:9747")
+    p.add_argument("--web.listen-address", dest="listen", default="127.0.0.1:9747")
     p.add_argument("--schedule", default=DEMO_SCHEDULE)
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--reference-rows", type=int, default=20_000)
-    p = sub.add_parser("dashboards", help="Generate the Grafana JSON, or push it to Grafana.")
-    p.add_argument("action", choices=["generate", "push"])
-    p.add_argument("--dashboards", default="dashboards", help="folder of *.dashboard.py")
-    p.add_argument("--check", action="store_true", help="generate: fail if the JSON is stale")
-    p.add_argument("--grafana-url", help="push: Grafana base URL")
-    p.add_argument("--token-file", help="push: file holding a service account token")
-    p.add_argument("--folder", help="push: Grafana folder (created if missing)")
+    p = sub.add_parser(
+        "dashboards", help="Push the generated dashboards to Grafana.", parents=[common]
+    )
+    p.add_argument("action", choices=["push"])
+    p.add_argument(
+        "--dashboards", default="dashboards/generated", help="folder of generated *.json"
+    )
+    p.add_argument("--grafana-url", help="Grafana base URL")
+    p.add_argument("--token-file", help="file holding a service account token")
+    p.add_argument("--folder", help="Grafana folder (created if missing)")
     p.set_defaults(func=cmd_dashboards)
-    p = sub.add_parser("docs", help="Regenerate the metric and config references.")
+    p = sub.add_parser(
+        "mixin",
+        help="Regenerate the alert rules, dashboards and Kubernetes objects from mixin/.",
+        parents=[common],
+    )
+    p.add_argument("--root", default=".", help="repository root")
+    p.add_argument(
+        "--mixin-config", default="mixin/config.yml", help="the mixin config (from --root)"
+    )
+    p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
+    p.set_defaults(func=cmd_mixin)
+    p = sub.add_parser(
+        "docs", help="Regenerate the metric and config references.", parents=[common]
+    )
     p.add_argument("--root", default=".", help="repository root")
     p.add_argument("--check", action="store_true", help="fail if a reference is out of date")
     p.set_defaults(func=cmd_docs)
@@ -424,10 +518,9 @@ def _describe_failure(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level="DEBUG" if args.debug else args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.debug:
+        args.log_level = "debug"
+    logging.config.dictConfig(logging_config(args.log_level, args.log_format))
     np.seterr(all="ignore")
     try:
         return args.func(args)

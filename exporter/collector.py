@@ -64,7 +64,7 @@ def _feature_samples(out: _Families, labels: list[str], feature: FeatureReport) 
     out.add("model_feature_chi_square_statistic", labels, drift.chi_square)
     out.add("model_feature_chi_square_p_value", labels, drift.chi_square_p_value)
     for stat, threshold in drift.thresholds.items():
-        out.add("model_feature_drift_threshold", [*labels, stat], threshold)
+        out.add(f"model_feature_{stat}_threshold", labels, threshold)
     for bin_name, base, cur in zip(
         drift.bins, drift.baseline_ratio, drift.current_ratio, strict=True
     ):
@@ -150,7 +150,10 @@ def alert_thresholds(model: ModelConfig) -> dict[str, float]:
 def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
     m = refresher.model.model_id
     for name, value in alert_thresholds(refresher.model).items():
-        out.add("model_alert_threshold", [m, name], value)
+        if name.endswith("_seconds"):
+            out.add("model_alert_threshold_seconds", [m, name.removesuffix("_seconds")], value)
+        else:
+            out.add("model_alert_threshold_ratio", [m, name], value)
     status = refresher.status
     out.add("model_monitor_up", [m], status.up)
     out.add("model_monitor_rebuilding", [m], refresher.rebuilding)
@@ -204,6 +207,12 @@ class ModelCollector(Collector):
 
     def __init__(self, service: MonitorService) -> None:
         self.service = service
+
+    def describe(self) -> Iterator[Metric]:
+        """Every family of the catalog, empty: what lets the registry answer `name[]` filters
+        without collecting, and what registering checks for clashes."""
+        for spec in CATALOG:
+            yield spec.family()
 
     def collect(self) -> Iterator[Metric]:
         out = _Families()

@@ -312,7 +312,8 @@ class QualityThresholds(_Strict):
 
 
 class AlertThresholds(_Strict):
-    """Thresholds the alert rules compare with (exported as `model_alert_threshold`)."""
+    """Thresholds the alert rules compare with (exported as `model_alert_threshold_ratio` and
+    `model_alert_threshold_seconds`)."""
 
     latency_p99_seconds: float = Field(
         0.5, gt=0, description="p99 inference latency above this pages chat."

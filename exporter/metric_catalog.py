@@ -59,6 +59,13 @@ def _drift(stat: str, text: str) -> list[MetricSpec]:
             "drift",
         ),
         MetricSpec(
+            f"model_feature_{stat}_threshold",
+            "gauge",
+            f"Value model_feature_{stat} must exceed for a drift verdict: its configured threshold or, if larger, its no-drift quantile for the window's sample size; absent when not configured.",
+            MF,
+            "drift",
+        ),
+        MetricSpec(
             f"model_prediction_{stat}",
             "gauge",
             f"{text} of the model output, window vs baseline.",
@@ -122,13 +129,6 @@ CATALOG: tuple[MetricSpec, ...] = (
         "drift",
     ),
     MetricSpec(
-        "model_feature_drift_threshold",
-        "gauge",
-        "Value a statistic must exceed for a drift verdict: its configured threshold or, if larger, the no-drift quantile for the window's sample size.",
-        ("model_id", "feature", "statistic"),
-        "drift",
-    ),
-    MetricSpec(
         "model_feature_drift_detected",
         "gauge",
         "1 if the feature drifted (an effect size beyond its threshold and its no-drift quantile), 0 if not; absent below min_samples.",
@@ -155,7 +155,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "model_feature_bin_ratio",
         "gauge",
-        "Share of a feature's values in one PSI bin (bin named by its upper edge, or the category), for the baseline and the current window.",
+        "Share of a feature's values in one PSI bin, for the baseline and the current window. A numeric bin is named by the baseline percentiles it spans (p10-p20; below_baseline, above_baseline), the same across baselines; a categorical bin by its category.",
         ("model_id", "feature", "bin", "window"),
         "drift",
     ),
@@ -420,9 +420,16 @@ CATALOG: tuple[MetricSpec, ...] = (
         "health",
     ),
     MetricSpec(
-        "model_alert_threshold",
+        "model_alert_threshold_ratio",
         "gauge",
-        "A threshold from the model's config that alert rules and dashboards compare with (latency_p99_seconds, min_label_coverage, volume_drop_ratio, rejected_ratio, the quality ratios, degradation_warning/critical, four_fifths).",
+        "A ratio threshold from the model's config that alert rules and dashboards compare with (threshold: min_label_coverage, volume_drop_ratio, rejected_ratio, missing_ratio, type_error_ratio, out_of_range_ratio, new_category_ratio, degradation_warning, degradation_critical, four_fifths).",
+        ("model_id", "threshold"),
+        "health",
+    ),
+    MetricSpec(
+        "model_alert_threshold_seconds",
+        "gauge",
+        "A duration threshold from the model's config that alert rules and dashboards compare with (threshold: latency_p99).",
         ("model_id", "threshold"),
         "health",
     ),

@@ -9,7 +9,6 @@ across exporter instances (docs/architecture.md).
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,9 @@ from gunicorn.app.base import BaseApplication
 
 from exporter.app import create_app
 from exporter.config import Config
-from exporter.web_config import WebConfig
+from exporter.log_format import LogFormat, logging_config
+from exporter.web.config import WebConfig
+from exporter.web.tls import ReloadingContext
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -38,7 +39,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self._factory()
 
 
-def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[str, Any]:
+def gunicorn_options(
+    listen: str,
+    threads: int,
+    web: WebConfig | None,
+    log_level: str = "info",
+    log_format: LogFormat = "logfmt",
+) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": listen,
         "workers": 1,  # see the module docstring: one window, monotonic counters
@@ -47,20 +54,33 @@ def gunicorn_options(listen: str, threads: int, web: WebConfig | None) -> dict[s
         "timeout": 120,
         "graceful_timeout": 10,
         "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "info",
+        "logconfig_dict": logging_config(log_level, log_format),
     }
     tls = web.tls_server_config if web is not None else None
     if tls is not None:
-        options |= {"certfile": str(tls.cert_file), "keyfile": str(tls.key_file)}
-        if tls.client_auth_type == "RequireAndVerifyClientCert":
-            options |= {"ca_certs": str(tls.client_ca_file), "cert_reqs": ssl.CERT_REQUIRED}
+        http2 = web.http_server_config.http2
+        context = ReloadingContext(tls, http2=http2)
+        # gunicorn turns TLS on when certfile is set; the context below is what it serves with.
+        options |= {
+            "certfile": str(tls.cert_file or "inline"),
+            "keyfile": str(tls.key_file or "inline"),
+            "ssl_context": lambda _config, _default: context.get(),
+            "http_protocols": "h2,h1" if http2 else "h1",
+        }
     return options
 
 
-def serve(config: Config, listen: str, threads: int = 64, web: WebConfig | None = None) -> None:
+def serve(
+    config: Config,
+    listen: str,
+    threads: int = 64,
+    web: WebConfig | None = None,
+    telemetry_path: str = "/metrics",
+    log_level: str = "info",
+    log_format: LogFormat = "logfmt",
+) -> None:
     """Run until SIGTERM/SIGINT. The app (and its window warm-up) starts inside the worker."""
     _Gunicorn(
-        lambda: create_app(config, web=web, threads=threads),
-        gunicorn_options(listen, threads, web),
+        lambda: create_app(config, web=web, threads=threads, telemetry_path=telemetry_path),
+        gunicorn_options(listen, threads, web, log_level, log_format),
     ).run()

@@ -23,6 +23,20 @@ def model_monitor(*args: str, cwd: Path | None = None, log: Path | None = None) 
     )
 
 
+def model_monitor_run(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`model-monitor args` run to its end (from `cwd`), output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> float:
     """Poll until `check()` is true; returns the seconds it took."""
     start = time.monotonic()

@@ -37,7 +37,7 @@ def test_each_problem_reaches_its_receivers_and_resolves(tmp_path, record_proper
     sim.seed_reference(end - 600, end, 6000)
     capture(config, MODEL, end - 600, end, command="test")
     port = free_port()
-    serve = ["serve", "--config", str(config_path), "--listen", f"127.0.0.1:{port}"]
+    serve = ["serve", "--config", str(config_path), f"--web.listen-address=127.0.0.1:{port}"]
     exporter = model_monitor(*serve, log=tmp_path / "exporter.log")
     traffic = Traffic(sim)
     timings: list[str] = []

@@ -13,7 +13,7 @@ import base64
 import bcrypt
 from flask import Flask
 
-from exporter.web_config import NEGATIVE_CACHE, BasicAuth
+from exporter.web.auth import NEGATIVE_CACHE, BasicAuth
 
 
 def _header(user: str, password: str) -> str:

@@ -4,25 +4,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
 
 from tests.conftest import REGRESSION_MODEL
-from tests.servers import free_port
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter.cli", *args],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.servers import free_port, model_monitor_run
 
 
 def _config(tmp_path: Path, url: str, name: str = "config.yml", **model: object) -> str:
@@ -51,35 +39,44 @@ def test_an_unreachable_store_is_one_line_for_every_command(tmp_path: Path) -> N
         ["init-store"],
         ["baseline", "--model", "reg", "--from", "2026-11-24T10:54:58Z"],
     ):
-        result = _run(*command, "--config", config, cwd=tmp_path)
+        result = model_monitor_run(*command, "--config", config, cwd=tmp_path)
         _one_line(result, "store.url", "Connection refused")
 
 
 def test_a_wrong_user_is_one_line(tmp_path: Path, pg_url: str) -> None:
     config = _config(tmp_path, pg_url.replace("postgres@", "nobody_here@"))
-    _one_line(_run("check-config", "--config", config, cwd=tmp_path), "nobody_here", "store.url")
+    _one_line(
+        model_monitor_run("check-config", "--config", config, cwd=tmp_path),
+        "nobody_here",
+        "store.url",
+    )
 
 
 def test_files_and_arguments_are_one_line(tmp_path: Path) -> None:
     config = _config(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
     _one_line(
-        _run(
+        model_monitor_run(
             "baseline", "--config", config, "--model", "reg", "--file", "missing.csv", cwd=tmp_path
         ),
         "missing.csv",
         "No such file",
     )
-    _one_line(_run("baseline", "--config", config, "--model", "reg", cwd=tmp_path), "--file")
     _one_line(
-        _run("baseline", "--config", config, "--model", "nope", "--file", "x.csv", cwd=tmp_path),
+        model_monitor_run("baseline", "--config", config, "--model", "reg", cwd=tmp_path), "--file"
+    )
+    _one_line(
+        model_monitor_run(
+            "baseline", "--config", config, "--model", "nope", "--file", "x.csv", cwd=tmp_path
+        ),
         "nope",
     )
     _one_line(
-        _run("check-config", "--config", str(tmp_path / "absent.yml"), cwd=tmp_path), "absent.yml"
+        model_monitor_run("check-config", "--config", str(tmp_path / "absent.yml"), cwd=tmp_path),
+        "absent.yml",
     )
     bad = _config(tmp_path, "sqlite:///x.db", name="bad.yml", kind="ranking")
-    _one_line(_run("check-config", "--config", bad, cwd=tmp_path), "kind", "fix:")
-    assert _run("check-config", "--config", bad, cwd=tmp_path).returncode == 2
+    _one_line(model_monitor_run("check-config", "--config", bad, cwd=tmp_path), "kind", "fix:")
+    assert model_monitor_run("check-config", "--config", bad, cwd=tmp_path).returncode == 2
 
 
 def test_a_mapping_on_wrong_column_types_names_each_column_and_the_fix(
@@ -97,7 +94,9 @@ def test_a_mapping_on_wrong_column_types_names_each_column_and_the_fix(
             "labeled_at TIMESTAMP)"
         )
     engine.dispose()
-    result = _run("check-config", "--config", _config(tmp_path, store_url), cwd=tmp_path)
+    result = model_monitor_run(
+        "check-config", "--config", _config(tmp_path, store_url), cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "valid" not in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -109,6 +108,6 @@ def test_a_mapping_on_wrong_column_types_names_each_column_and_the_fix(
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     config = _config(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
-    result = _run("--debug", "check-config", "--config", config, cwd=tmp_path)
+    result = model_monitor_run("--debug", "check-config", "--config", config, cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" in result.stderr

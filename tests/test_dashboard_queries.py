@@ -63,7 +63,7 @@ def test_every_panel_query_returns_data(tmp_path) -> None:
         "serve",
         "--config",
         str(config_path),
-        "--listen",
+        "--web.listen-address",
         f"127.0.0.1:{port}",
         log=tmp_path / "exporter.log",
     )
@@ -90,8 +90,12 @@ def test_every_panel_query_returns_data(tmp_path) -> None:
                 model = json.loads(path.read_text())
                 variables = [v for v in model["templating"]["list"] if v["type"] == "query"]
                 for model_id in MODELS:
-                    values = {"model_id": model_id, "datasource": "prometheus"}
-                    for variable in variables[1:]:  # model_id is the first
+                    # $__rate_interval as Grafana sets it at this scrape interval: 4 x 1s.
+                    values = {"datasource": "prometheus", "__rate_interval": "4s"}
+                    for variable in variables:
+                        if variable["name"] == "model_id":
+                            values["model_id"] = model_id
+                            continue
                         found = _label_values(prom, variable["query"], values)
                         if not found:
                             failures.append(

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from exporter.cli import main
-from exporter.visualization import dashboard_files
 from exporter.visualization.grafana import DATASOURCE
 from tests.conftest import ROOT
 from tests.servers import free_port
@@ -19,8 +18,7 @@ GENERATED = sorted((ROOT / "dashboards" / "generated").glob("*.json"))
 CURRENT_PANEL_TYPES = {"timeseries", "stat", "heatmap", "bargauge", "table", "row"}
 
 
-def test_generated_json_is_up_to_date() -> None:
-    assert dashboard_files.generate(ROOT / "dashboards", check=True) == []
+def test_every_dashboard_source_is_generated() -> None:
     assert {p.name for p in GENERATED} == {"overview.json", "model-detail.json"}
 
 
@@ -58,6 +56,7 @@ def test_detail_has_the_seed_sections() -> None:
     ]
     assert {v["name"] for v in model["templating"]["list"]} == {
         "datasource",
+        "job",
         "model_id",
         "feature",
         "attribute",
@@ -156,7 +155,7 @@ def _push(url: str, token_file, folder: str | None = "Model monitor") -> int:
         "--token-file",
         str(token_file),
         "--dashboards",
-        str(ROOT / "dashboards"),
+        str(ROOT / "dashboards" / "generated"),
     ]
     return main([*args, "--folder", folder] if folder else args)
 

@@ -48,7 +48,7 @@ def test_demo_serves_both_models_and_flags_only_drifted_features(tmp_path) -> No
         "demo",
         "--config",
         str(tmp_path / "examples" / "demo.yml"),
-        "--listen",
+        "--web.listen-address",
         f"127.0.0.1:{port}",
         "--schedule",
         "stable=50,drift=600",

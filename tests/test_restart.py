@@ -38,7 +38,7 @@ def _serve(config: Path, port: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "exporter.cli", "serve", "--config", str(config)),
-            *("--listen", f"127.0.0.1:{port}"),
+            f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

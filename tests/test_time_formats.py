@@ -184,7 +184,7 @@ def test_each_time_form_gives_the_numbers_of_a_datetime_column(
             }
         )
     )
-    cli = ["--log-level", "WARNING"]
+    cli = ["--log.level", "warn"]
 
     assert main([*cli, "check-config", "--config", str(config_file)]) == 0
     assert "holds no time" not in capsys.readouterr().err

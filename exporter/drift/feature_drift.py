@@ -33,14 +33,16 @@ class DriftResult:
     triggered: tuple[str, ...]  # statistics beyond their effective threshold
     detected: bool | None  # None: fewer than min_samples values
     rows: int  # window values the comparison stands on
-    bins: tuple[str, ...]  # PSI bins: named by upper edge, or the category
+    bins: tuple[str, ...]  # PSI bins: named by the baseline percentiles they span, or the category
     baseline_ratio: tuple[float, ...]
     current_ratio: tuple[float, ...]
 
 
 def bin_names(ref: NumericReference) -> tuple[str, ...]:
-    """PSI bins named by their upper edge (like Prometheus `le`), with the out-of-range ends."""
-    upper = np.concatenate([[ref.edges[0]], ref.edges[1:], [math.inf]])
+    """PSI bins named by the baseline percentiles they span (`p10-p20`), with the out-of-range
+    ends. Unlike the bins' edges, which move with every new baseline, these names stay the same
+    across baselines, so a dashboard's series continue; the edges are in the health report."""
+    share = np.concatenate([[0.0], np.cumsum(ref.counts) / max(ref.counts.sum(), 1.0)]) * 100
     names = []
     for b in range(ref.n_psi_bins):
         if b == 0:
@@ -48,8 +50,16 @@ def bin_names(ref: NumericReference) -> tuple[str, ...]:
         elif b == ref.n_psi_bins - 1:
             names.append("above_baseline")
         else:
-            names.append(f"le_{upper[np.flatnonzero(ref.psi_bins == b).max()]:.6g}")
+            fine = np.flatnonzero(ref.psi_bins == b)
+            low, high = (_percent(share[i]) for i in (fine.min(), fine.max() + 1))
+            names.append(f"p{low}-p{high}")
+    if len(set(names)) < len(names):  # bins narrower than 0.05% of the baseline: number them
+        names = [f"{name}#{b}" for b, name in enumerate(names)]
     return tuple(names)
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def _null_quantile(statistic: str, expected: np.ndarray, actual: np.ndarray, alpha: float) -> float:

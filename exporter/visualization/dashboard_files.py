@@ -1,5 +1,5 @@
-"""Generating dashboards/generated/*.json from dashboards/*.dashboard.py, and pushing them to
-Grafana through its HTTP API (requests)."""
+"""Rendering dashboards/*.dashboard.py to Grafana JSON (exporter.mixin writes the files), and
+pushing the generated JSON to Grafana through its HTTP API (requests)."""
 
 from __future__ import annotations
 
@@ -25,18 +25,13 @@ def render(source: Path) -> str:
     return json.dumps(to_json(dashboard), indent=2, sort_keys=True) + "\n"
 
 
-def generate(folder: Path, check: bool = False) -> list[Path]:
-    """Write generated/<name>.json for each <name>.dashboard.py; return the files that changed."""
-    changed = []
-    for source in sorted(folder.glob(f"*{SUFFIX}")):
-        target = folder / "generated" / (source.name.removesuffix(SUFFIX) + ".json")
-        text = render(source)
-        if not target.exists() or target.read_text() != text:
-            changed.append(target)
-            if not check:
-                target.parent.mkdir(exist_ok=True)
-                target.write_text(text)
-    return changed
+def render_all(folder: Path) -> dict[str, str]:
+    """The JSON of each `<name>.dashboard.py` in `folder`, by name (written by exporter.mixin,
+    with the mixin config of the run active)."""
+    return {
+        source.name.removesuffix(SUFFIX): render(source)
+        for source in sorted(folder.glob(f"*{SUFFIX}"))
+    }
 
 
 def _slug(name: str) -> str:

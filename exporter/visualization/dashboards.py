@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import requests
 
+from exporter import mixin
 from exporter.storage.metrics_store import MetricsStore
 from exporter.visualization.grafana import detail_dashboard, to_json
 from exporter.visualization.svg import Series, line_chart
@@ -145,26 +146,35 @@ def _legend(fmt: str, labels: dict[str, str]) -> str:
 
 
 def _from_prometheus(url: str, model_id: str, start: float, end: float) -> dict[str, list[Chart]]:
-    """The detail dashboard's panels that need only $model_id, over query_range."""
+    """The detail dashboard's panels that need no variable but the model, its job (any) and
+    the rate interval (four steps, at least a minute), over query_range."""
     step = max(15.0, (end - start) / 240)
+    values = {
+        "$__rate_interval": f"{max(4 * step, 60.0):.0f}s",
+        "$model_id": model_id,
+        "$job": ".+",
+    }
     sections: dict[str, list[Chart]] = {}
     current = None
-    for panel in to_json(detail_dashboard())["panels"]:
+    for panel in to_json(detail_dashboard(mixin.settings()))["panels"]:
         if panel["type"] == "row":
             current = panel["title"]
             continue
         if panel["type"] != "timeseries" or current is None:
             continue
-        targets = [t for t in panel["targets"] if not re.search(r"\$(?!model_id)\w", t["expr"])]
+        exprs = [t["expr"] for t in panel["targets"]]
+        for variable, value in values.items():
+            exprs = [e.replace(variable, value) for e in exprs]
+        targets = [(t, e) for t, e in zip(panel["targets"], exprs, strict=True) if "$" not in e]
         if not targets:
             continue
         chart = Chart(panel["title"], {})
-        for t in targets:
+        for t, expr in targets:
             answer = requests.get(
                 f"{url.rstrip('/')}/api/v1/query_range",
                 timeout=30,
                 params={
-                    "query": t["expr"].replace("$model_id", model_id),
+                    "query": expr,
                     "start": start,
                     "end": end,
                     "step": step,
@@ -189,7 +199,7 @@ class MonitoringDashboardGenerator:
         start, end = _epoch(start_date), _epoch(end_date)
         if isinstance(end_date, str) and len(end_date) == 10:
             end += 86400  # a bare end date includes that day
-        grafana = to_json(detail_dashboard())
+        grafana = to_json(detail_dashboard(mixin.settings()))
         grafana["time"] = {
             "from": dt.datetime.fromtimestamp(start, dt.UTC).isoformat(),
             "to": dt.datetime.fromtimestamp(end, dt.UTC).isoformat(),

@@ -13,12 +13,31 @@ from typing import Any
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
+from exporter.mixin import MixinConfig
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 OVERVIEW_UID = "model-monitor-overview"
 DETAIL_UID = "model-monitor-detail"
-RUNBOOKS = "https://github.com/model-monitor/model-monitor/blob/main/docs/runbooks.md"
-M = 'model_id="$model_id"'
-PERFORMANCE = "rmse|mae|r2|roc_auc|accuracy|precision|recall|f1|log_loss|brier_score"
+J = 'job=~"$job"'
+M = f'{J},model_id="$model_id"'
+RATE = "$__rate_interval"  # Grafana's: at least four scrape intervals, whatever the step
+PREDICTIONS_PER_S = "suffix: predictions/s"
+# One unit per axis: Grafana draws an axis per unit, so metrics of different units that share a
+# panel (per model kind: RMSE with R², accuracy with log loss) get axes of their own.
+PERFORMANCE_UNITS = {
+    "rmse": "short",  # the target's unit
+    "mae": "short",
+    "r2": "percentunit",  # share of variance explained
+    "roc_auc": "percentunit",
+    "accuracy": "percentunit",
+    "precision": "percentunit",
+    "recall": "percentunit",
+    "f1": "percentunit",
+    "log_loss": "suffix: nats",
+    "brier_score": "none",  # squared probability error
+}
+PERFORMANCE = "|".join(PERFORMANCE_UNITS)
+ROWS_PER_S = "suffix: rows/s"
 
 
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> g.Target:
@@ -91,6 +110,17 @@ def timeseries(
     )
 
 
+def unit_overrides(units: dict[str, str]) -> list[dict[str, Any]]:
+    """Field overrides giving each series whose name ends in `_<metric>` its metric's unit."""
+    return [
+        {
+            "matcher": {"id": "byRegexp", "options": f".*_{metric}$"},
+            "properties": [{"id": "unit", "value": unit}],
+        }
+        for metric, unit in units.items()
+    ]
+
+
 def stat(
     title: str,
     description: str,
@@ -116,18 +146,34 @@ def stat(
     return panel
 
 
-def _variables(detail: bool) -> g.Templating:
+def _query_variable(name: str, label: str, query: str, everything: bool = False) -> g.Template:
+    """A variable from a `label_values` query; `everything`: several values or All at once."""
+    return g.Template(
+        name=name,
+        label=label,
+        dataSource=DATASOURCE,
+        type="query",
+        refresh=2,
+        query=query,
+        includeAll=everything,
+        multi=everything,
+    )
+
+
+def _variables(detail: bool, mixin: MixinConfig) -> g.Templating:
     variables = [
         g.Template(name="datasource", label="Data source", query="prometheus", type="datasource"),
-        g.Template(
-            name="model_id",
-            label="Model",
-            dataSource=DATASOURCE,
-            type="query",
-            refresh=2,
-            query="label_values(model_monitor_up, model_id)",
-            includeAll=not detail,
-            multi=not detail,
+        _query_variable(
+            "job",
+            "Job",
+            f"label_values(model_monitor_build_info{{{mixin.job_selector}}}, job)",
+            everything=True,
+        ),
+        _query_variable(
+            "model_id",
+            "Model",
+            f"label_values(model_monitor_up{{{J}}}, model_id)",
+            everything=not detail,
         ),
     ]
     if detail:
@@ -136,37 +182,32 @@ def _variables(detail: bool) -> g.Templating:
             ("attribute", f"label_values(model_fairness_violation{{{M}}}, attribute)"),
             ("segment", f"label_values(model_segment_labeled_predictions{{{M}}}, segment)"),
         ):
-            variables.append(
-                g.Template(
-                    name=name,
-                    label=name.capitalize(),
-                    dataSource=DATASOURCE,
-                    type="query",
-                    refresh=2,
-                    query=query,
-                )
-            )
+            variables.append(_query_variable(name, name.capitalize(), query))
     return g.Templating(list=variables)
 
 
-def _dashboard(title: str, uid: str, description: str, layout: Layout, detail: bool) -> g.Dashboard:
+def _dashboard(
+    title: str, uid: str, description: str, layout: Layout, detail: bool, mixin: MixinConfig
+) -> g.Dashboard:
     return g.Dashboard(
         title=title,
         uid=uid,
         description=description,
-        tags=["model-monitor"],
+        tags=mixin.dashboard_tags,
         timezone="utc",
         panels=layout.panels,
-        templating=_variables(detail),
+        templating=_variables(detail, mixin),
         refresh="30s",
         time=g.Time("now-6h", "now"),
         editable=False,
         schemaVersion=39,
         links=[
-            g.DashboardLink(title="Runbooks", uri=RUNBOOKS, type="link", targetBlank=True),
+            g.DashboardLink(
+                title="Runbooks", uri=mixin.runbook_url_base, type="link", targetBlank=True
+            ),
             g.DashboardLink(
                 title="Model monitor",
-                tags=["model-monitor"],
+                tags=mixin.dashboard_tags,
                 type="dashboards",
                 asDropdown=True,
                 includeVars=False,
@@ -184,9 +225,9 @@ DETAIL_LINK = [
 ]
 
 
-def overview_dashboard() -> g.Dashboard:
+def overview_dashboard(mixin: MixinConfig) -> g.Dashboard:
     lay = Layout()
-    sel = 'model_id=~"$model_id"'
+    sel = f'{J},model_id=~"$model_id"'
     lay.add(
         stat(
             "Health",
@@ -226,7 +267,7 @@ def overview_dashboard() -> g.Dashboard:
             "Prediction rate",
             "Predictions per second over 5 minutes.",
             f"sum by (model_id) (job_model_id:model_predictions:rate5m{{{sel}}})",
-            unit="reqps",
+            unit=PREDICTIONS_PER_S,
             links=DETAIL_LINK,
         ),
         w=6,
@@ -276,7 +317,7 @@ def overview_dashboard() -> g.Dashboard:
                     "{{model_id}}",
                 )
             ],
-            unit="reqps",
+            unit=PREDICTIONS_PER_S,
         ),
         w=12,
     )
@@ -301,16 +342,18 @@ def overview_dashboard() -> g.Dashboard:
         "Every monitored model at a glance; each stat links to the model's detail.",
         lay,
         False,
+        mixin,
     )
 
 
-def detail_dashboard() -> g.Dashboard:
+def detail_dashboard(mixin: MixinConfig) -> g.Dashboard:
     lay = Layout()
     lay.row("Performance")
     lay.add(
         timeseries(
             "Performance vs baseline",
-            "Overall metrics on labelled predictions; dashed: the baseline.",
+            "Overall metrics on labelled predictions, with the baseline's; one axis per unit "
+            "(error in the target's unit, shares, nats).",
             [
                 target(
                     f'{{__name__=~"model_performance_({PERFORMANCE})",{M},segment="all"}}',
@@ -322,6 +365,7 @@ def detail_dashboard() -> g.Dashboard:
                     "B",
                 ),
             ],
+            overrides=unit_overrides(PERFORMANCE_UNITS),
         ),
         w=12,
     )
@@ -333,7 +377,7 @@ def detail_dashboard() -> g.Dashboard:
             [
                 target(f"model_performance_degradation_ratio{{{M}}}", "{{metric}}"),
                 target(
-                    f'model_alert_threshold{{{M},threshold=~"degradation_.*"}}',
+                    f'model_alert_threshold_ratio{{{M},threshold=~"degradation_.*"}}',
                     "{{threshold}}",
                     "B",
                 ),
@@ -373,9 +417,7 @@ def detail_dashboard() -> g.Dashboard:
             "PSI of each feature; line: the effective threshold.",
             [
                 target(f"model_feature_psi{{{M}}}", "{{feature}}"),
-                target(
-                    f'max(model_feature_drift_threshold{{{M},statistic="psi"}})', "threshold", "B"
-                ),
+                target(f"max(model_feature_psi_threshold{{{M}}})", "threshold", "B"),
             ],
         ),
         w=12,
@@ -394,7 +436,8 @@ def detail_dashboard() -> g.Dashboard:
     lay.add(
         g.BarGauge(
             title="Distribution of $feature: baseline vs current",
-            description="Share of values per PSI bin (bins named by their upper edge).",
+            description="Share of values per PSI bin (numeric bins named by the baseline "
+            "percentiles they span; edges in the health report).",
             targets=[
                 target(
                     f'model_feature_bin_ratio{{{M},feature="$feature"}}',
@@ -476,7 +519,11 @@ def detail_dashboard() -> g.Dashboard:
                     f"or model_fairness_mean_prediction_ratio{{{M}}}",
                     "{{attribute}}",
                 ),
-                target(f'model_alert_threshold{{{M},threshold="four_fifths"}}', "four-fifths", "B"),
+                target(
+                    f'model_alert_threshold_ratio{{{M},threshold="four_fifths"}}',
+                    "four-fifths",
+                    "B",
+                ),
             ],
             thresholds=_thresholds(("red", None), ("green", 0.8)),
         ),
@@ -520,11 +567,18 @@ def detail_dashboard() -> g.Dashboard:
             [
                 target(
                     f'{{__name__=~"model_performance_(rmse|log_loss)",{M},segment="$segment"}}',
-                    "error",
+                    "{{__name__}}",
                 ),
                 target(
                     f'model_segment_labeled_predictions{{{M},segment="$segment"}}', "labelled", "B"
                 ),
+            ],
+            overrides=[
+                *unit_overrides({m: PERFORMANCE_UNITS[m] for m in ("rmse", "log_loss")}),
+                {
+                    "matcher": {"id": "byFrameRefID", "options": "B"},
+                    "properties": [{"id": "unit", "value": "suffix: predictions"}],
+                },
             ],
         ),
         w=12,
@@ -535,7 +589,7 @@ def detail_dashboard() -> g.Dashboard:
         timeseries(
             "Exporter CPU",
             "CPU seconds per second of the exporter process.",
-            [target('rate(process_cpu_seconds_total{job="model-monitor"}[5m])', "{{instance}}")],
+            [target(f"rate(process_cpu_seconds_total{{{J}}}[{RATE}])", "{{instance}}")],
             unit="percentunit",
         ),
         w=8,
@@ -544,7 +598,7 @@ def detail_dashboard() -> g.Dashboard:
         timeseries(
             "Exporter memory",
             "Resident memory of the exporter process.",
-            [target('process_resident_memory_bytes{job="model-monitor"}', "{{instance}}")],
+            [target(f"process_resident_memory_bytes{{{J}}}", "{{instance}}")],
             unit="bytes",
         ),
         w=8,
@@ -564,11 +618,11 @@ def detail_dashboard() -> g.Dashboard:
             "Rejected rows per second, by reason.",
             [
                 target(
-                    f"sum by (reason) (rate(model_monitor_rows_rejected_total{{{M}}}[5m]))",
+                    f"sum by (reason) (rate(model_monitor_rows_rejected_total{{{M}}}[{RATE}]))",
                     "{{reason}}",
                 )
             ],
-            unit="reqps",
+            unit=ROWS_PER_S,
         ),
         w=12,
     )
@@ -578,7 +632,7 @@ def detail_dashboard() -> g.Dashboard:
             "Quantiles of the latency logged with predictions; line: threshold.",
             [
                 target(
-                    f"histogram_quantile({q}, sum by (le) (rate(model_prediction_latency_seconds_bucket{{{M}}}[5m])))",
+                    f"histogram_quantile({q}, sum by (le) (rate(model_prediction_latency_seconds_bucket{{{M}}}[{RATE}])))",
                     f"p{int(q * 100)}",
                     ref,
                 )
@@ -586,7 +640,7 @@ def detail_dashboard() -> g.Dashboard:
             ]
             + [
                 target(
-                    f'model_alert_threshold{{{M},threshold="latency_p99_seconds"}}',
+                    f'model_alert_threshold_seconds{{{M},threshold="latency_p99"}}',
                     "p99 threshold",
                     "D",
                 )
@@ -602,6 +656,7 @@ def detail_dashboard() -> g.Dashboard:
         "analysis and resource utilization.",
         lay,
         True,
+        mixin,
     )
 
 
