@@ -13,34 +13,22 @@ empty database per size with --store-url (PostgreSQL: a fresh schema in the URL'
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from scrape import MODEL, T0, Clock, analyze, insert, rows
+from harness import Clock, machine, open_store
+from scrape import MODEL, T0, analyze, insert, rows
 
-from exporter.config import parse_config
 from exporter.service import MonitorService
-from exporter.storage.engine import create_engine
-from exporter.storage.prediction_store import create_schema
 
 BACKFILL = 1_000
 
 
 def measure(store_url: str, window_rows: int, repeats: int) -> dict[str, float]:
-    config = parse_config(
-        {
-            "store": {"url": store_url},
-            "exporter": {"read_lag": 0.001, "min_refresh_interval": 0.001},
-            "models": [MODEL],
-        }
-    )
-    engine = create_engine(store_url)
-    create_schema(engine, config)
+    config, engine = open_store(store_url, [MODEL])
     rng = np.random.default_rng(0)
     preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
     insert(engine, preds, labels)
@@ -77,10 +65,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(
-        f"machine: {platform.node()} {platform.machine()}, {platform.python_version()}, "
-        f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}"
-    )
+    print(f"machine: {machine()}")
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"

@@ -11,7 +11,6 @@ plus exposition. The clock is simulated so that every scrape sees exactly its 2,
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -19,14 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from harness import Clock, machine, open_store, store_baseline
 
 from exporter.app import create_app
-from exporter.config import parse_config
 from exporter.service import MonitorService
-from exporter.storage.baseline_store import BaselineStore
-from exporter.storage.engine import create_engine
-from exporter.storage.prediction_store import create_schema
-from exporter.window import capture_baseline
 
 NEW_ROWS = 2_000
 T0 = 1_800_000_000.0
@@ -50,14 +45,6 @@ MODEL = {
     "drift_window": {"length": "6h", "bucket": "1m"},
     "performance_window": {"length": "6h", "bucket": "5m"},
 }
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def rows(
@@ -120,20 +107,7 @@ def analyze(engine: sa.Engine) -> None:
 
 
 def measure(store_url: str, window_rows: int, scrapes: int) -> dict[str, float]:
-    config = parse_config(
-        {
-            "store": {"url": store_url},
-            "exporter": {
-                "max_rows_per_scrape": 50_000,
-                "read_lag": 0.001,
-                "min_refresh_interval": 0.001,
-                "batch_rows": 10_000,
-            },
-            "models": [MODEL],
-        }
-    )
-    engine = create_engine(store_url)
-    create_schema(engine, config)
+    config, engine = open_store(store_url, [MODEL], batch_rows=10_000)
     rng = np.random.default_rng(0)
     # Baseline from the rows the window starts with.
     t_fill = time.perf_counter()
@@ -141,13 +115,7 @@ def measure(store_url: str, window_rows: int, scrapes: int) -> dict[str, float]:
     insert(engine, preds, labels)
     analyze(engine)
     fill = time.perf_counter() - t_fill
-    from exporter.rows import parse_rows
-    from exporter.storage.baseline_store import read_range
-
-    model = config.models[0]
-    frame, ts = read_range(engine, model, T0 - 5 * 3600, T0 - 5 * 3600 + 600)
-    baseline = capture_baseline(model, parse_rows(frame, model, ts, label="optional")[0])
-    BaselineStore(engine).save(baseline, "benchmark", "benchmarks/scrape.py")
+    store_baseline(engine, config.models[0], T0 - 5 * 3600, T0 - 5 * 3600 + 600)
 
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
@@ -187,10 +155,7 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=9)
     parser.add_argument("--sizes", default="10000,1000000")
     args = parser.parse_args()
-    print(
-        f"machine: {platform.node()} {platform.machine()}, {platform.python_version()}, "
-        f"{__import__('os').cpu_count()} cores; {time.strftime('%Y-%m-%d')}"
-    )
+    print(f"machine: {machine()}")
     results = {}
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:

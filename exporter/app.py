@@ -17,6 +17,7 @@ from exporter.collector import ModelCollector
 from exporter.config import Config
 from exporter.monitors import health
 from exporter.service import MonitorService
+from exporter.sharding import Shard
 from exporter.web.config import WebConfig
 from exporter.web.middleware import guard
 
@@ -37,12 +38,13 @@ def create_app(
     warmup: bool = True,
     threads: int = 4,
     telemetry_path: str = "/metrics",
+    shard: Shard | None = None,
 ) -> Flask:
     """The exporter's WSGI app; `threads`: of the worker serving it (sizes the refusal delay's
     share of them, see `BasicAuth`). The metrics are served at `telemetry_path` by
     prometheus_client's own WSGI app (its `name[]` filter, gzip and OpenMetrics negotiation),
     ahead of Flask's routing."""
-    service = service or MonitorService(config)
+    service = service or MonitorService(config, shard=shard)
     registry = CollectorRegistry()
     registry.register(ModelCollector(service))
     ProcessCollector(registry=registry)

@@ -7,6 +7,7 @@ categorical features get their top-K categories plus a pooled "other".
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,10 @@ FINE_BINS = 100  # quantile bins the window counts into
 PSI_BINS = 10  # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
 TOP_CATEGORIES = 20  # categories kept per categorical feature; the rest pool as "other"
 KNOWN_CATEGORIES = 1000  # distinct baseline values remembered to tell "new" from "rare"
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,28 @@ class NumericReference:
     @property
     def n_psi_bins(self) -> int:
         return int(self.psi_bins.max()) + 1
+
+    @functools.cached_property
+    def bin_labels(self) -> tuple[str, ...]:
+        """PSI bins named by the baseline percentiles they span (`p10-p20`), with the
+        out-of-range ends. Unlike the bins' edges, which move with every new baseline, these
+        names stay the same across baselines, so a dashboard's series continue; the edges are in
+        the health report. Computed once per reference: every scrape names the same bins."""
+        share = np.concatenate([[0.0], np.cumsum(self.counts) / max(self.counts.sum(), 1.0)])
+        share *= 100
+        names = []
+        for b in range(self.n_psi_bins):
+            if b == 0:
+                names.append("below_baseline")
+            elif b == self.n_psi_bins - 1:
+                names.append("above_baseline")
+            else:
+                fine = np.flatnonzero(self.psi_bins == b)
+                low, high = (_percent(share[i]) for i in (fine.min(), fine.max() + 1))
+                names.append(f"p{low}-p{high}")
+        if len(set(names)) < len(names):  # bins narrower than 0.05% of the baseline: number them
+            names = [f"{name}#{b}" for b, name in enumerate(names)]
+        return tuple(names)
 
     def bin(self, x: np.ndarray) -> np.ndarray:
         """Fine bin of each finite value: 0 below the baseline minimum, last above its maximum."""

@@ -255,9 +255,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from exporter.server import serve
+    from exporter.sharding import parse_shard
     from exporter.web.config import load_web_config
 
     config = _config(args)
+    shard = parse_shard(args.shard) if args.shard else None
     if not args.telemetry_path.startswith("/"):
         raise ConfigError(f"--web.telemetry-path {args.telemetry_path!r}: start it with /")
     web = load_web_config(args.web_config) if args.web_config else None
@@ -269,6 +271,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         telemetry_path=args.telemetry_path,
         log_level=args.log_level,
         log_format=args.log_format,
+        shard=shard,
     )
     return 0
 
@@ -392,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config",
         default=None,
         help="exporter-toolkit web config: TLS, basic auth, headers, rate limit (docs/deploy.md)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="monitor only this replica's share of the models: I of N (2/4), or auto/N to take "
+        "I from a StatefulSet pod's ordinal (docs/deploy.md)",
     )
     p.add_argument(
         "--threads",

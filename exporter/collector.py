@@ -223,6 +223,11 @@ class ModelCollector(Collector):
                 "python_version": platform.python_version(),
             },
         )
+        if self.service.shard is not None:
+            shard = self.service.shard
+            out.family("model_monitor_shard").add_metric(
+                [], {"shard": str(shard.index), "shards": str(shard.count)}
+            )
         for refresher in self.service.refreshers.values():
             _status_samples(out, refresher)
             if refresher.report is not None:

@@ -522,11 +522,13 @@ class StoreConfig(_Strict):
 
 
 class ExporterConfig(_Strict):
-    max_rows_per_scrape: int = Field(
-        50_000,
-        ge=100,
-        description="Cap on rows read per model per scrape; a backlog is taken "
-        "over later scrapes and shows as `model_monitor_ingest_lag_seconds`.",
+    max_read_seconds: Duration = Field(
+        60.0,
+        description="Longest one refresh of a model reads new rows. No cap on the rate: at any "
+        "scrape interval up to this a refresh reads for as long as the new rows take, so a "
+        "steady rate the CPU can read never falls behind; a backlog beyond it (after an outage) "
+        "is taken by the next refreshes, each showing its progress as "
+        "`model_monitor_ingest_lag_seconds`.",
     )
     batch_rows: int = Field(10_000, ge=100, description="Rows per SQL round trip.")
     min_refresh_interval: Duration = Field(

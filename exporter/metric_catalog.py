@@ -506,7 +506,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "model_monitor_ingest_lag_seconds",
         "gauge",
-        "Age of the backlog left when a refresh hit max_rows_per_scrape (0 when caught up).",
+        "Age of the oldest row a refresh left unread when it reached exporter.max_read_seconds (0 when caught up): how far the model's numbers trail the store.",
         M,
         "exporter",
     ),
@@ -525,6 +525,13 @@ CATALOG: tuple[MetricSpec, ...] = (
         "exporter",
     ),
     MetricSpec("model_monitor_build", "info", "Version of the exporter.", (), "exporter"),
+    MetricSpec(
+        "model_monitor_shard",
+        "info",
+        "The share of the configured models this exporter monitors (serve --shard I/N): shard I of N; absent when it monitors them all.",
+        (),
+        "exporter",
+    ),
 )
 
 

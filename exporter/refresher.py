@@ -56,6 +56,7 @@ from exporter.storage.prediction_store import (
     Stream,
     create_project_tables,
 )
+from exporter.sufficient_stats import Totals
 from exporter.window import ModelWindow
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class _Stream:
     cursor: Cursor | None = None
     last_time: float | None = None  # epoch of the last row read
     rebuilding: bool = True  # until caught up once: no cap, counters untouched
-    lag: float = 0.0  # seconds of backlog left by a capped refresh
+    lag: float = 0.0  # age of the backlog a refresh left at max_read_seconds
     unordered: int = 0  # rows without a time counted so far (NULL timestamp or arrival)
     sweep: float | None = None  # where the next stretch of the whole-window sweep starts
     swept_at: float | None = None  # when the sweep last advanced
@@ -129,6 +130,7 @@ class ModelRefresher:
         self.baseline: Baseline | None = None
         self.window: ModelWindow | None = None
         self.report: ModelReport | None = None
+        self._reported: Totals | None = None  # the sums `report` was built from
         self.findings: list[health.Finding] = []
         self.decision: RetrainingDecision | None = None
         self.engine = engine
@@ -216,7 +218,10 @@ class ModelRefresher:
         elif self.model.source.labels is not None:
             self.status.source_up["labels"] = True
         assert self.window is not None
-        self.report = build_report(self.model, self.baseline, self.window.totals(now))
+        totals = self.window.totals(now)
+        if not totals.same_as(self._reported):  # an idle model's report is still true
+            self.report = build_report(self.model, self.baseline, totals)
+            self._reported = totals
         self.findings = health.findings(self.model, self.report)
         self.findings += health.store_findings(self.status.unreadable_rows)
         try:
@@ -336,13 +341,11 @@ class ModelRefresher:
         """Read a stream past its cursor, then look behind the cursor for rows that came late."""
         assert stream is not None and self.window is not None
         until = now - self.settings.read_lag
-        budget = None if stream.rebuilding else self.settings.max_rows_per_scrape
+        # A rebuild reads to the end; a live read for at most max_read_seconds, then shows
+        # what is left as lag (the next refreshes go on from the cursor).
+        deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
+        limit = self.settings.batch_rows
         while True:
-            limit = (
-                self.settings.batch_rows
-                if budget is None
-                else min(self.settings.batch_rows, budget)
-            )
             frame = self._fetch_rows(
                 stream.kind, Span(stream.start, until, after=stream.cursor), limit
             )
@@ -351,15 +354,13 @@ class ModelRefresher:
                 self._fold(stream, frame, epoch, now)
                 stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
                 self._recovered(stream.kind)  # a long rebuild is reading the store: up
-            if budget is not None:
-                budget -= len(frame)
             if len(frame) < limit:
                 stream.lag = 0.0
                 if stream.rebuilding:
                     stream.rebuilding = False
                     log.info("model %s: %s read up to date", self.model.model_id, stream.kind)
                 break
-            if budget is not None and budget <= 0:
+            if deadline is not None and time.monotonic() >= deadline:
                 stream.lag = max(0.0, until - (stream.last_time or until))
                 break
         self.status.lag_seconds = max(

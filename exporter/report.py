@@ -138,8 +138,15 @@ def per_test_alpha(model: ModelConfig) -> float:
 
 
 def feature_report(
-    model: ModelConfig, baseline: Baseline | None, layout: Layout, vector: np.ndarray, name: str
+    model: ModelConfig,
+    baseline: Baseline | None,
+    layout: Layout,
+    vector: np.ndarray,
+    name: str,
+    alpha: float,
 ) -> FeatureReport:
+    """Quality and drift of one feature; `alpha`: the per-test level (`per_test_alpha`),
+    computed once per report rather than once per feature."""
     rows = layout.scalar(vector, "rows")
     ftype = model.features[name].type
     missing = layout.scalar(vector, "missing", name)
@@ -162,7 +169,7 @@ def feature_report(
     drift = None
     if baseline is not None:
         drift = _drift(
-            model, baseline.features[name], layout, vector, name, model.thresholds_for(name)
+            model, baseline.features[name], layout, vector, name, model.thresholds_for(name), alpha
         )
     return FeatureReport(name, ftype, quality, drift)
 
@@ -174,6 +181,7 @@ def _drift(
     vector: np.ndarray,
     key: str,
     thresholds: DriftThresholds,
+    alpha: float,
 ) -> DriftResult | None:
     """Drift of one distribution; None (absent, never a number from nothing) below min_samples."""
     current = layout.read(vector, "bins", key)
@@ -190,7 +198,7 @@ def _drift(
         current,
         thresholds,
         model.min_samples,
-        per_test_alpha(model),
+        alpha,
         **sums,
     )
 
@@ -472,10 +480,11 @@ def _error_gap(
 def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) -> ModelReport:
     dl, dv = totals.drift_layout, totals.drift
     pl, pv = totals.performance_layout, totals.performance
-    features = {n: feature_report(model, baseline, dl, dv, n) for n in model.features}
+    alpha = per_test_alpha(model)
+    features = {n: feature_report(model, baseline, dl, dv, n, alpha) for n in model.features}
     prediction = None
     if baseline is not None:
-        prediction = _drift(model, baseline.prediction, dl, dv, PREDICTION, model.thresholds)
+        prediction = _drift(model, baseline.prediction, dl, dv, PREDICTION, model.thresholds, alpha)
     performance = performance_by_segment(model, pl, pv, model.min_labeled)
     groups = model_groups(model, baseline)
     base_perf = baseline.performance if baseline is not None else {}

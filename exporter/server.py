@@ -4,7 +4,7 @@ One process keeps a single window per model and monotonic counters: with several
 processes each would hold its own window and Prometheus would scrape whichever answered, so
 counters would jump and rows would be read once per process. Threads serve concurrent scrapes
 and probes; refreshes are serialised per model inside the process. To scale out, shard models
-across exporter instances (docs/architecture.md).
+across exporter instances with `--shard` (exporter/sharding.py, docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 from exporter.app import create_app
 from exporter.config import Config
 from exporter.log_format import LogFormat, logging_config
+from exporter.sharding import Shard
 from exporter.web.config import WebConfig
 from exporter.web.tls import ReloadingContext
 
@@ -78,9 +79,12 @@ def serve(
     telemetry_path: str = "/metrics",
     log_level: str = "info",
     log_format: LogFormat = "logfmt",
+    shard: Shard | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT. The app (and its window warm-up) starts inside the worker."""
     _Gunicorn(
-        lambda: create_app(config, web=web, threads=threads, telemetry_path=telemetry_path),
+        lambda: create_app(
+            config, web=web, threads=threads, telemetry_path=telemetry_path, shard=shard
+        ),
         gunicorn_options(listen, threads, web, log_level, log_format),
     ).run()

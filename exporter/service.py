@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from exporter.config import Config
 from exporter.refresher import ModelRefresher
+from exporter.sharding import Shard
 from exporter.storage.engine import create_engine
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,30 @@ _RETRY_FIRST, _RETRY_MAX = 1.0, 30.0
 
 
 class MonitorService:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    """The models of `config` (those of `shard` only, when the exporter is one of several)."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        shard: Shard | None = None,
+    ) -> None:
         self.config = config
+        self.shard = shard
         self.engine = create_engine(config.store.url, config.store.timeouts)
         self.refreshers = {
             m.model_id: ModelRefresher(m, config.exporter, self.engine, clock)
             for m in config.models
+            if shard is None or shard.owns(m.model_id)
         }
+        if shard is not None:
+            log.info(
+                "shard %s: monitoring %d of %d models: %s",
+                shard,
+                len(self.refreshers),
+                len(config.models),
+                ", ".join(self.refreshers) or "none",
+            )
         self._pass: threading.Thread | None = None
         self._pass_lock = threading.Lock()
 

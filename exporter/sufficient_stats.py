@@ -396,6 +396,17 @@ class Totals:
     performance_layout: Layout
     performance: np.ndarray
 
+    def same_as(self, other: Totals | None) -> bool:
+        """The same sums in the same layouts (the same baseline): a report of one is a report
+        of the other."""
+        return (
+            other is not None
+            and other.drift_layout is self.drift_layout
+            and other.performance_layout is self.performance_layout
+            and np.array_equal(other.drift, self.drift)
+            and np.array_equal(other.performance, self.performance)
+        )
+
 
 def totals_of(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> Totals:
     """All rows as one bucket: a batch job's or notebook's window (labelled rows: performance)."""

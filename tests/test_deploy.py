@@ -18,7 +18,7 @@ import yaml
 from exporter.cli import build_parser
 from tests.conftest import ROOT, binary
 
-BASE = ROOT / "deploy" / "kubernetes" / "base"
+KUSTOMIZATIONS = ("base", "overlays/sharded")
 K8S_VERSION = "1.30.0"
 # Prometheus Operator durations (monitoring.coreos.com/v1 Duration).
 DURATION = (
@@ -90,10 +90,10 @@ OPERATOR_SCHEMAS = {
 }
 
 
-@pytest.fixture(scope="module")
-def objects() -> dict[str, dict]:
+@pytest.fixture(scope="module", params=KUSTOMIZATIONS)
+def objects(request: pytest.FixtureRequest) -> dict[str, dict]:
     out = subprocess.run(
-        [binary("kubectl"), "kustomize", str(BASE)],
+        [binary("kubectl"), "kustomize", str(ROOT / "deploy" / "kubernetes" / request.param)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -103,14 +103,24 @@ def objects() -> dict[str, dict]:
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
 
 
-def _one(objects: dict[str, dict], kind: str) -> dict:
-    (found,) = [o for key, o in objects.items() if key.startswith(f"{kind}/model-monitor")][:1]
+def _one(objects: dict[str, dict], *kinds: str) -> dict:
+    (found,) = [
+        o
+        for o in objects.values()
+        if o["kind"] in kinds and o["metadata"]["name"] == "model-monitor"
+    ]
     return found
 
 
 def test_every_object_validates_offline(objects) -> None:
     kinds = {o["kind"] for o in objects.values()}
-    assert kinds == {"Deployment", "Service", "ConfigMap", "ServiceMonitor", "PrometheusRule"}
+    assert kinds - {"Deployment", "StatefulSet"} == {
+        "Service",
+        "ConfigMap",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
+    assert len(kinds & {"Deployment", "StatefulSet"}) == 1
     for key, obj in objects.items():
         assert obj["metadata"]["namespace"] == "monitoring", key
         if obj["kind"] in OPERATOR_SCHEMAS:
@@ -134,7 +144,7 @@ def test_prometheus_rule_is_the_alert_rules_and_passes_promtool(objects, tmp_pat
 
 
 def test_objects_agree_with_each_other(objects) -> None:
-    deployment = _one(objects, "Deployment")
+    deployment = _one(objects, "Deployment", "StatefulSet")
     service = _one(objects, "Service")
     monitor = _one(objects, "ServiceMonitor")
     pod = deployment["spec"]["template"]
@@ -155,6 +165,10 @@ def test_objects_agree_with_each_other(objects) -> None:
 
     args = build_parser().parse_args(container["args"])
     assert args.command == "serve"
+    if deployment["kind"] == "StatefulSet":  # one shard per pod, as many shards as pods
+        assert args.shard == f"auto/{deployment['spec']['replicas']}"
+    else:
+        assert args.shard is None and deployment["spec"]["replicas"] == 1
     assert int(args.listen.rsplit(":", 1)[1]) == next(
         p["containerPort"] for p in container["ports"] if p["name"] == service_port["targetPort"]
     )
@@ -221,3 +235,15 @@ def test_dockerfile_runs_and_checks_the_same_listener() -> None:
     port = serve.listen.rsplit(":", 1)[1]
     assert probe.listen == f"127.0.0.1:{port}"
     assert f"EXPOSE {port}" in text
+
+
+def test_the_sharded_pods_run_the_deployments_pod() -> None:
+    """The StatefulSet of the sharded overlay is the base Deployment's pod plus --shard."""
+    base = ROOT / "deploy" / "kubernetes"
+    deployment = yaml.safe_load((base / "base" / "deployment.yaml").read_text())
+    stateful = yaml.safe_load((base / "overlays" / "sharded" / "statefulset.yaml").read_text())
+    pod = stateful["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    container["args"] = [a for a in container["args"] if not a.startswith("--shard")]
+    assert pod == deployment["spec"]["template"]
+    assert stateful["spec"]["selector"] == deployment["spec"]["selector"]

@@ -10,7 +10,6 @@ import numpy as np
 
 from exporter.app import create_app
 from exporter.baseline import NumericReference
-from exporter.drift.feature_drift import bin_names
 from exporter.metric_catalog import CATALOG
 from exporter.service import MonitorService
 from tests.conftest import T0, Clock, binary, make_config, seed_regression
@@ -73,12 +72,12 @@ def test_bin_labels_stay_the_same_across_baselines() -> None:
     first = NumericReference.capture(rng.lognormal(0, 1, 20_000))
     second = NumericReference.capture(rng.lognormal(0.3, 1.4, 5_000))
     assert not np.array_equal(first.edges, second.edges)
-    names = bin_names(first)
-    assert names == bin_names(second)
+    names = first.bin_labels
+    assert names == second.bin_labels
     assert names == (
         "below_baseline",
         *(f"p{10 * i}-p{10 * (i + 1)}" for i in range(10)),
         "above_baseline",
     )
-    tied = bin_names(NumericReference.capture(np.repeat([0.0, 0.0, 0.0, 1.0, 2.0], 1000)))
+    tied = NumericReference.capture(np.repeat([0.0, 0.0, 0.0, 1.0, 2.0], 1000)).bin_labels
     assert tied[1] == "p0-p60"  # 60% of the baseline is one value: one bin

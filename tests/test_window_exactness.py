@@ -69,7 +69,7 @@ def reference_category_psi(baseline: np.ndarray, current: np.ndarray) -> float:
 @pytest.fixture
 def populated(store_url: str):
     """Baseline history, then 25 minutes of traffic with labels arriving before and after T0."""
-    config = make_config(store_url, read_lag=READ_LAG, batch_rows=500, max_rows_per_scrape=100_000)
+    config = make_config(store_url, read_lag=READ_LAG, batch_rows=500)
     rng = np.random.default_rng(42)
     history = {"reg": regression_rows(rng, 3000), "clf": classifier_rows(rng, 3000)}
     live = {"reg": regression_rows(rng, 1500, shift=0.3), "clf": classifier_rows(rng, 1500)}

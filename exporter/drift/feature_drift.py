@@ -38,30 +38,6 @@ class DriftResult:
     current_ratio: tuple[float, ...]
 
 
-def bin_names(ref: NumericReference) -> tuple[str, ...]:
-    """PSI bins named by the baseline percentiles they span (`p10-p20`), with the out-of-range
-    ends. Unlike the bins' edges, which move with every new baseline, these names stay the same
-    across baselines, so a dashboard's series continue; the edges are in the health report."""
-    share = np.concatenate([[0.0], np.cumsum(ref.counts) / max(ref.counts.sum(), 1.0)]) * 100
-    names = []
-    for b in range(ref.n_psi_bins):
-        if b == 0:
-            names.append("below_baseline")
-        elif b == ref.n_psi_bins - 1:
-            names.append("above_baseline")
-        else:
-            fine = np.flatnonzero(ref.psi_bins == b)
-            low, high = (_percent(share[i]) for i in (fine.min(), fine.max() + 1))
-            names.append(f"p{low}-p{high}")
-    if len(set(names)) < len(names):  # bins narrower than 0.05% of the baseline: number them
-        names = [f"{name}#{b}" for b, name in enumerate(names)]
-    return tuple(names)
-
-
-def _percent(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
-
-
 def _null_quantile(statistic: str, expected: np.ndarray, actual: np.ndarray, alpha: float) -> float:
     """No-drift (1 - alpha) quantile of PSI, KL or JS over the PSI bins.
 
@@ -96,7 +72,7 @@ def compare(
     if numeric:
         expected = np.bincount(ref.psi_bins, weights=ref.counts, minlength=ref.n_psi_bins)
         actual = np.bincount(ref.psi_bins, weights=current, minlength=ref.n_psi_bins)
-        names = bin_names(ref)
+        names = ref.bin_labels
     else:
         expected, actual, names = ref.counts, current, (*ref.categories, OTHER)
     n, m = float(actual.sum()), float(expected.sum())

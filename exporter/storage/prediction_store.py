@@ -127,7 +127,19 @@ def default_tables(model: ModelConfig, metadata: sa.MetaData) -> list[sa.Table]:
         add(labels.arrival_column, sa.DateTime)
     schema, name = _split(src.table)
     table = sa.Table(name, metadata, *columns.values(), schema=schema)
-    sa.Index(f"ix_{name}_ts_id", table.c[src.timestamp_column], table.c[src.id_column])
+    # Reads range over (time, id) within one model: on a shared table the model leads the
+    # index, or every model's reads would scan every other model's rows.
+    model_first = [table.c[src.model_column]] if src.model_column else []
+    sa.Index(
+        f"ix_{name}_ts_id", *model_first, table.c[src.timestamp_column], table.c[src.id_column]
+    )
+    if labels is not None and labels.table is None and labels.arrival_column:
+        sa.Index(
+            f"ix_{name}_arrival_id",
+            *model_first,
+            table.c[labels.arrival_column],
+            table.c[src.id_column],
+        )
     tables = [table]
     if labels is not None and labels.table is not None:
         lschema, lname = _split(labels.table)
@@ -162,7 +174,8 @@ def create_schema(engine: Engine, config: Config) -> None:
     existing = sa.inspect(engine)
     for model in config.models:
         for table in default_tables(model, sa.MetaData()):
-            if not existing.has_table(table.name, schema=table.schema):
+            shared = table.key in metadata.tables  # models may share a table: create it once
+            if not shared and not existing.has_table(table.name, schema=table.schema):
                 table.to_metadata(metadata)
     metadata.create_all(engine)
 
@@ -594,9 +607,12 @@ class ModelSource:
             rows = conn.execute(stmt).all()
         if not rows:
             return {}
-        buckets = time.buckets([b for b, _ in rows], width)
-        counts = pd.Series([n for _, n in rows], dtype="int64").groupby(buckets).sum()
-        return {int(b): int(n) for b, n in counts.items() if b >= 0}
+        counts: dict[int, int] = {}
+        buckets = time.buckets([b for b, _ in rows], width).tolist()
+        for bucket, (_, n) in zip(buckets, rows, strict=True):
+            if bucket >= 0:  # text prefixes of one second may share a bucket: add them up
+                counts[bucket] = counts.get(bucket, 0) + int(n)
+        return counts
 
     def count_unordered(self, stream: Stream) -> int:
         """Rows of a stream without a time (NULL, or text that is not a time), which no read by

@@ -30,6 +30,7 @@ Kind = Literal["datetime", "epoch", "text"]
 Side = Literal["ge", "le", "lt"]  # the comparison a bound is rendered for
 
 _EPOCH = pd.Timestamp(0, tz="UTC")
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
 
 # Epoch units told apart by magnitude: 1e11 s is the year 5138, 1e11 ms is 1973.
 _EPOCH_UNITS = {1e9: "nanoseconds", 1e6: "microseconds", 1e3: "milliseconds", 1.0: "seconds"}
@@ -163,10 +164,16 @@ class TimeFormat:
         if self.kind != "text":
             return np.asarray(keys, dtype=np.int64)
         assert self.layout is not None
-        local = pd.to_datetime(pd.Series(keys, dtype=object), errors="coerce", format="ISO8601")
-        seconds = (local - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
-        seconds -= self.layout.utc_offset.total_seconds()
-        return np.where(np.isfinite(seconds), np.floor(seconds / width), -1).astype(np.int64)
+        offset = self.layout.utc_offset.total_seconds()
+        out = np.full(len(keys), -1, dtype=np.int64)
+        for i, key in enumerate(keys):  # a bucket per key: a few dozen, parsed one by one
+            try:
+                local = dt.datetime.fromisoformat(key)
+            except (TypeError, ValueError):
+                continue
+            seconds = (local.replace(tzinfo=None) - _NAIVE_EPOCH).total_seconds() - offset
+            out[i] = math.floor(seconds / width)
+        return out
 
 
 def declared_kind(column_type: sa.types.TypeEngine[Any], dialect: str) -> Kind | None:

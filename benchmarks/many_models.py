@@ -1,0 +1,178 @@
+"""Scrape cost with many models: 50 regression models of 50 features (45 numeric, 5 categorical)
+on one shared table (`model_column`), 2,000 rows per model in the window, scraped every 15
+simulated seconds, idle (no new rows) and with 200 new labelled rows per model per scrape.
+
+    python benchmarks/many_models.py [--store-url URL] [--models 50] [--features 50]
+
+A scrape is a full GET /metrics through the app (refresh of every model, exposition). Targets
+(issue 11): idle p50 <= 250 ms, active p50 <= 600 ms, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from harness import Clock, machine, open_store, store_baseline
+
+from exporter.app import create_app
+from exporter.service import MonitorService
+
+T0 = 1_800_000_000.0
+STEP = 15.0  # seconds between scrapes (Prometheus' default interval)
+TABLE = "shared_predictions"
+
+
+def model(model_id: str, numeric: int, categorical: int) -> dict:
+    return {
+        "model_id": model_id,
+        "kind": "regression",
+        "source": {
+            "table": TABLE,
+            "model_column": "model_id",
+            "labels": {"column": "actual", "arrival_column": "labeled_at"},
+        },
+        "features": {
+            **{f"n{i}": "numeric" for i in range(numeric)},
+            **{f"c{i}": "categorical" for i in range(categorical)},
+        },
+        "drift_window": {"length": "1h", "bucket": "1m"},
+        "performance_window": {"length": "1h", "bucket": "5m"},
+    }
+
+
+def rows(
+    rng: np.random.Generator,
+    model_id: str,
+    n: int,
+    start: float,
+    end: float,
+    numeric: int,
+    categorical: int,
+    offset: int,
+) -> list[dict]:
+    ts = np.sort(rng.uniform(start, end, n))
+    x = rng.normal(size=(n, numeric))
+    cats = rng.integers(0, 6, size=(n, categorical))
+    actual = x[:, :3].sum(axis=1) + rng.normal(size=n)
+    prediction = actual + rng.normal(0, 0.5, n)
+    out = []
+    for i in range(n):
+        stamp = dt.datetime.fromtimestamp(ts[i], dt.UTC).replace(tzinfo=None)
+        row = {
+            "prediction_id": f"{model_id}-{offset + i}",
+            "model_id": model_id,
+            "created_at": stamp,
+            "prediction": float(prediction[i]),
+            "actual": float(actual[i]),
+            "labeled_at": stamp,
+        }
+        row |= {f"n{j}": float(x[i, j]) for j in range(numeric)}
+        row |= {f"c{j}": f"v{cats[i, j]}" for j in range(categorical)}
+        out.append(row)
+    return out
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store-url", help="empty database (default: a temporary SQLite file)")
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--features", type=int, default=50)
+    parser.add_argument("--scrapes", type=int, default=12)
+    args = parser.parse_args()
+    categorical = min(5, args.features // 10)
+    numeric = args.features - categorical
+    print(f"{machine()}; {args.models} models x {args.features} features")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        ids = [f"m{i:02d}" for i in range(args.models)]
+        config, engine = open_store(url, [model(m, numeric, categorical) for m in ids])
+        table = sa.Table(TABLE, sa.MetaData(), autoload_with=engine)
+        rng = np.random.default_rng(0)
+        with engine.begin() as conn:
+            for m in ids:
+                conn.execute(
+                    sa.insert(table),
+                    rows(rng, m, 1000, T0 - 7200, T0 - 3600, numeric, categorical, 0),
+                )
+                conn.execute(
+                    sa.insert(table),
+                    rows(rng, m, 2000, T0 - 3600, T0 - 1, numeric, categorical, 1000),
+                )
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        for spec in config.models:
+            store_baseline(engine, spec, T0 - 7200, T0 - 3600)
+        clock = Clock(T0)
+        service = MonitorService(config, clock=clock)
+        client = create_app(config, service, warmup=False).test_client()
+        started = time.perf_counter()
+        service.start_warmup().join()
+        rebuild = time.perf_counter() - started
+        before = rss_mb()
+
+        def scrape() -> float:
+            clock.now += STEP
+            start = time.perf_counter()
+            # A scrape timeout long enough that the answer waits for every model's refresh.
+            response = client.get(
+                "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "600"}
+            )
+            assert response.status_code == 200
+            return time.perf_counter() - start
+
+        scrape()  # the first scrape after the rebuild
+        idle = [scrape() for _ in range(args.scrapes)]
+        active, offset = [], 3000
+        for _ in range(args.scrapes):
+            new = [
+                r
+                for m in ids
+                for r in rows(
+                    rng, m, 200, clock.now, clock.now + STEP - 1, numeric, categorical, offset
+                )
+            ]
+            offset += 200
+            with engine.begin() as conn:
+                conn.execute(sa.insert(table), new)
+            active.append(scrape())
+        size = len(client.get("/metrics").data)
+        totals = sum(r.window.predictions_total for r in service.refreshers.values())
+        assert totals == args.scrapes * 200 * args.models, totals
+        engine.dispose()
+
+    def figures(values: list[float]) -> str:
+        values = sorted(values)
+        return (
+            f"p50 {statistics.median(values) * 1000:7.1f} ms, "
+            f"p90 {values[int(len(values) * 0.9)] * 1000:7.1f} ms"
+        )
+
+    store = engine.dialect.name
+    print(f"store {store}: start-up rebuild {rebuild:.1f} s; /metrics {size / 1e6:.1f} MB")
+    print(f"idle scrape:   {figures(idle)}")
+    print(f"active scrape: {figures(active)} (200 new rows per model)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"RSS after the rebuild {before:.0f} MB, at the end {rss_mb():.0f} MB, peak {peak:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""An idle model's report is reused, never stale: a refresh builds a new report exactly when the
+window's sums change (new rows, a bucket leaving the window, a new baseline)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.logging.prediction_logger import PredictionLogger
+from exporter.report import build_report
+from exporter.service import MonitorService
+from tests.conftest import T0, Clock, make_config, regression_rows, seed_regression
+
+
+def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
+    config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=None)
+    seed_regression(config, np.random.default_rng(2))
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    service.start_warmup().join()
+    refresher = service.refreshers["reg"]
+
+    def fresh() -> object:
+        return build_report(refresher.model, refresher.baseline, refresher.window.totals(clock()))
+
+    idle = refresher.report
+    clock.advance(5)  # within the same minute bucket: nothing enters or leaves
+    refresher.refresh()
+    assert refresher.report is idle and refresher.report == fresh()
+
+    d = regression_rows(np.random.default_rng(3), 50)
+    with PredictionLogger(config) as logger:
+        for i in range(50):
+            logger.log_prediction(
+                "reg",
+                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                float(d["prediction"][i]),
+                timestamp=clock() - 3,
+                attributes={"tier": "gold"},
+            )
+    clock.advance(5)
+    refresher.refresh()
+    assert refresher.report is not idle and refresher.report == fresh()
+    assert refresher.report.window_predictions == idle.window_predictions + 50
+
+    with_rows = refresher.report
+    clock.advance(600)  # the early buckets leave the 10-minute drift window
+    refresher.refresh()
+    assert refresher.report is not with_rows and refresher.report == fresh()
+    assert refresher.report.window_predictions < with_rows.window_predictions
