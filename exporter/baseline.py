@@ -12,14 +12,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from exporter.config import ModelConfig
-from exporter.rows import Rows, category_value, present
+from exporter.drift import statistical as st
+from exporter.rows import Rows, category_value, per_value, present
 
 FINE_BINS = 100  # quantile bins the window counts into
 PSI_BINS = 10  # quantile bins PSI is computed on (groups of FINE_BINS / PSI_BINS)
 TOP_CATEGORIES = 20  # categories kept per categorical feature; the rest pool as "other"
 KNOWN_CATEGORIES = 1000  # distinct baseline values remembered to tell "new" from "rare"
+CHUNK = 50_000  # rows a capture works on at once, to keep its temporaries small
 
 
 def _percent(value: float) -> str:
@@ -138,10 +141,10 @@ class CategoricalReference:
     def bin(self, values: np.ndarray) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.categories)}
         other = len(self.categories)
-        return np.fromiter((index.get(v, other) for v in values), dtype=int, count=len(values))
+        return per_value(values, lambda v: index.get(v, other), int)
 
     def is_new(self, values: np.ndarray) -> np.ndarray:
-        return np.fromiter((v not in self.known for v in values), dtype=bool, count=len(values))
+        return per_value(values, lambda v: v not in self.known, bool)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,8 +166,14 @@ class CategoricalReference:
 
     @classmethod
     def capture(cls, values: np.ndarray, missing: int = 0) -> CategoricalReference:
-        kept = values[present(values)]
-        names, counts = np.unique(kept.astype(str), return_counts=True)
+        tally: dict[str, int] = {}
+        for start in range(0, len(values), CHUNK):  # a chunk at a time: few MB for any length
+            codes, uniques = pd.factorize(values[start : start + CHUNK], use_na_sentinel=True)
+            found = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            for name, count in zip(uniques, found, strict=True):
+                tally[str(name)] = tally.get(str(name), 0) + int(count)  # None (-1): not counted
+        names = np.array(list(tally), dtype=object)
+        counts = np.array(list(tally.values()), dtype=np.int64)
         order = np.lexsort((names, -counts))
         top = tuple(names[order][:TOP_CATEGORIES].tolist())
         rest = float(counts[order][TOP_CATEGORIES:].sum())
@@ -248,20 +257,32 @@ def segment_values(model: ModelConfig, rows: Rows) -> dict[str, tuple[str, ...]]
     return out
 
 
-def correlation(rows: Rows) -> dict[str, Any]:
-    """Pearson correlations of the numeric features over the rows where all of them are present."""
+def correlation(rows: Rows, chunk: int = CHUNK) -> dict[str, Any]:
+    """Pearson correlations of the numeric features over the rows where all of them are present,
+    from sums of centred values taken `chunk` rows at a time (the window's own method,
+    `statistical.correlation_from_sums`): a million rows of 20 features need a few MB beyond
+    the rows, where `np.corrcoef` would copy the whole matrix three times."""
     names = list(rows.numeric)
     if len(names) < 2:
         return {}
-    matrix = np.column_stack([rows.numeric[n].values for n in names])
-    complete = matrix[np.isfinite(matrix).all(axis=1)]
-    if len(complete) < 3:
+    columns = [rows.numeric[n].values for n in names]
+    complete = np.ones(len(rows), dtype=bool)
+    for c in columns:
+        complete &= np.isfinite(c)
+    n = int(complete.sum())
+    if n < 3:
         return {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.corrcoef(complete, rowvar=False)
+    mean = np.array([c[complete].mean() for c in columns])
+    sums, cross = np.zeros(len(names)), np.zeros((len(names), len(names)))
+    for start in range(0, len(complete), chunk):
+        keep = complete[start : start + chunk]
+        block = np.column_stack([c[start : start + chunk][keep] for c in columns]) - mean
+        sums += block.sum(axis=0)
+        cross += block.T @ block
+    corr = st.correlation_from_sums(n, sums, cross)
     return {
         "features": names,
-        "rows": len(complete),
+        "rows": n,
         "matrix": np.where(np.isfinite(corr), corr, 0.0).tolist(),
     }
 

@@ -8,8 +8,9 @@ missing or of the wrong type is kept as a data-quality count instead of rejectin
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,63 @@ class Rows:
     def __len__(self) -> int:
         return len(self.ts)
 
+    @classmethod
+    def concat(cls, parts: Iterable[Rows]) -> Rows:
+        """The rows of `parts` one after the other. Each field is joined on its own and its
+        pieces let go at once, so the peak is the rows themselves plus one field, not twice the
+        rows (a frame parsed a chunk at a time stays near the size of its result)."""
+        pieces: dict[tuple[str, ...], list[np.ndarray]] = {}
+        optional: set[tuple[str, ...]] = set()
+        for part in parts:
+            for key, array in part._fields().items():
+                if array is None:
+                    optional.add(key)
+                else:
+                    pieces.setdefault(key, []).append(array)
+        joined: dict[tuple[str, ...], np.ndarray] = {}
+        for key in list(pieces):
+            joined[key] = np.concatenate(pieces.pop(key))
+        return cls._from_fields(joined, optional)
+
+    def _fields(self) -> dict[tuple[str, ...], np.ndarray | None]:
+        """Every array of the rows, by a key that names where it goes (see `_from_fields`)."""
+        out: dict[tuple[str, ...], np.ndarray | None] = {
+            ("ts",): self.ts,
+            ("prediction",): self.prediction,
+            ("score",): self.score,
+            ("latency",): self.latency,
+            ("label",): self.label,
+        }
+        for name, column in self.numeric.items():
+            for part in ("values", "missing", "type_error"):
+                out["numeric", name, part] = getattr(column, part)
+        for group in ("categorical", "segments", "attributes"):
+            for name, values in getattr(self, group).items():
+                out[group, name] = values
+        return out
+
+    @classmethod
+    def _from_fields(
+        cls, fields: dict[tuple[str, ...], np.ndarray], absent: set[tuple[str, ...]]
+    ) -> Rows:
+        numeric = dict.fromkeys(key[1] for key in fields if key[0] == "numeric")  # in order
+        return cls(
+            ts=fields["ts",],
+            prediction=fields["prediction",],
+            score=None if ("score",) in absent else fields["score",],
+            latency=None if ("latency",) in absent else fields["latency",],
+            numeric={
+                n: NumericColumn(
+                    *(fields["numeric", n, p] for p in ("values", "missing", "type_error"))
+                )
+                for n in numeric
+            },
+            categorical={k[1]: v for k, v in fields.items() if k[0] == "categorical"},
+            segments={k[1]: v for k, v in fields.items() if k[0] == "segments"},
+            attributes={k[1]: v for k, v in fields.items() if k[0] == "attributes"},
+            label=None if ("label",) in absent else fields["label",],
+        )
+
     def take(self, mask: np.ndarray) -> Rows:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[mask]
@@ -127,15 +185,18 @@ def category_value(value: str) -> str:
 
 
 def category_column(raw: pd.Series) -> np.ndarray:
-    """Categories as strings (see `category_value`); None where missing (null or NaN)."""
-    out = raw.astype(object).where(raw.notna(), None).to_numpy()
-    return np.array(
-        [
-            None if v is None else category_value(v if isinstance(v, str) else _format_category(v))
-            for v in out
-        ],
-        dtype=object,
-    )
+    """Categories as strings (see `category_value`); None where missing (null or NaN). Each
+    distinct value is named once, however many rows hold it."""
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    names = [category_value(v if isinstance(v, str) else _format_category(v)) for v in uniques]
+    return np.array([*names, None], dtype=object)[codes]  # code -1 (missing): the last, None
+
+
+def per_value(values: np.ndarray, fn: Callable[[Any], Any], dtype: type) -> np.ndarray:
+    """`fn` of each element of a category array, calling `fn` once per distinct value (None
+    included): the per-row Python of a lookup, without the rows."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.array([*(fn(v) for v in uniques), fn(None)], dtype=dtype)[codes]
 
 
 def _format_category(value: object) -> str:

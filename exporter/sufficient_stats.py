@@ -9,7 +9,7 @@ per time bucket they touch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ from exporter.baseline import (
     prediction_values,
 )
 from exporter.config import ModelConfig
-from exporter.rows import ALL, ESCAPE, OTHER, Rows, category_value, present
+from exporter.rows import ALL, ESCAPE, OTHER, Rows, category_value, per_value, present
 from exporter.slices import Slice, resolve_all
 
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
@@ -211,9 +211,7 @@ def selected(model: ModelConfig, rows: Rows) -> np.ndarray | None:
 def _group_index(values: np.ndarray, groups: list[str]) -> np.ndarray:
     """Index of each row's group in `groups`; rows of unlisted groups go to the last ("other")."""
     index = {g: i for i, g in enumerate(groups[:-1])}
-    return np.fromiter(
-        (index.get(v, len(groups) - 1) for v in values), dtype=int, count=len(values)
-    )
+    return per_value(values, lambda v: index.get(v, len(groups) - 1), int)
 
 
 def _fold_numeric(
@@ -410,15 +408,23 @@ class Totals:
 
 def totals_of(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> Totals:
     """All rows as one bucket: a batch job's or notebook's window (labelled rows: performance)."""
+    return totals_of_chunks(model, baseline, [rows])
+
+
+def totals_of_chunks(
+    model: ModelConfig, baseline: Baseline | None, chunks: Iterable[Rows]
+) -> Totals:
+    """All rows of `chunks` as one bucket, folded a chunk at a time: the sums add up, so a frame
+    of any length needs the memory of one chunk's parsed rows, not of the whole frame's."""
     dl, pl = drift_layout(model, baseline), performance_layout(model, baseline)
-    one = np.zeros(len(rows), dtype=np.int64)
-    performance = np.zeros(pl.size)
-    if rows.label is not None:
-        labelled = np.isfinite(rows.label)
-        performance = fold_performance(
-            pl, model, baseline, rows.take(labelled), one[labelled]
-        ).matrix.sum(axis=0)
-        performance[pl["predictions",]] = len(rows)
-    return Totals(
-        dl, fold_drift(dl, model, baseline, rows, one).matrix.sum(axis=0), pl, performance
-    )
+    drift, performance = np.zeros(dl.size), np.zeros(pl.size)
+    for rows in chunks:
+        one = np.zeros(len(rows), dtype=np.int64)
+        drift += fold_drift(dl, model, baseline, rows, one).matrix.sum(axis=0)
+        if rows.label is not None:
+            labelled = np.isfinite(rows.label)
+            performance += fold_performance(
+                pl, model, baseline, rows.take(labelled), one[labelled]
+            ).matrix.sum(axis=0)
+            performance[pl["predictions",]] += len(rows)
+    return Totals(dl, drift, pl, performance)

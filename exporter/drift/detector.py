@@ -6,6 +6,7 @@ so a notebook gets the numbers /metrics would show for the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,8 +14,8 @@ import pandas as pd
 
 from exporter.config import ModelConfig
 from exporter.report import build_report
-from exporter.rows import from_dataframe
-from exporter.sufficient_stats import totals_of
+from exporter.rows import Rows, from_dataframe
+from exporter.sufficient_stats import totals_of_chunks
 from exporter.window import capture_baseline
 
 ALIASES = {
@@ -23,6 +24,7 @@ ALIASES = {
     "wasserstein": "wasserstein_normalized",
 }
 STATISTICS = ("psi", "js_distance", "kl_divergence", "ks_statistic", "wasserstein_normalized")
+CHUNK_ROWS = 50_000  # rows parsed at once: bounds the memory a large frame needs
 
 
 class DataDriftDetector:
@@ -60,12 +62,21 @@ class DataDriftDetector:
             given = {ALIASES.get(k, k): v for k, v in drift_thresholds.items()}
             model["thresholds"] = {s: given.get(s) for s in STATISTICS}
         self.model = ModelConfig.model_validate(model)
-        rows = from_dataframe(self.model, reference_data, np.zeros(len(reference_data)))
+        rows = Rows.concat(self._parsed(reference_data))
         self.baseline = capture_baseline(self.model, rows)
 
+    def _parsed(self, data: pd.DataFrame) -> Iterator[Rows]:
+        """`data` parsed `CHUNK_ROWS` rows at a time: parsing a whole frame at once would hold
+        several copies of it (the canonical frame, the coerced columns, the accepted rows)."""
+        for start in range(0, max(len(data), 1), CHUNK_ROWS):
+            part = data.iloc[start : start + CHUNK_ROWS]
+            yield from_dataframe(self.model, part, np.zeros(len(part)))
+
     def detect_drift(self, current_data: pd.DataFrame) -> dict[str, Any]:
-        rows = from_dataframe(self.model, current_data, np.zeros(len(current_data)))
-        report = build_report(self.model, self.baseline, totals_of(self.model, self.baseline, rows))
+        """Drift of `current_data` against the reference, folded a chunk at a time (the sums
+        add up: memory of one chunk, whatever the frame's length)."""
+        totals = totals_of_chunks(self.model, self.baseline, self._parsed(current_data))
+        report = build_report(self.model, self.baseline, totals)
         metrics = {}
         for name, feature in report.features.items():
             d = feature.drift
