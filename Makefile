@@ -31,8 +31,8 @@ docs: $(STAMP)  ## regenerate docs/metrics.md, docs/config.md and the README ref
 mixin: $(STAMP)  ## regenerate alert_rules/, dashboards/generated/ and deploy/kubernetes/base/ from mixin/
 	$(BIN)/model-monitor mixin
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/scrape.py
+bench: $(STAMP)  ## every benchmark (SQLite and PostgreSQL), then one table of issue 11's targets
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) var

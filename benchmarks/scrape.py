@@ -2,7 +2,7 @@
 window of 10,000 rows and one of 1,000,000 rows. The design promises the cost does not grow with
 the window (target: large <= 1.5 x small, medians of several scrapes in one run).
 
-    python benchmarks/scrape.py [--store-url URL] [--scrapes 9]
+    python benchmarks/scrape.py [--store-url URL] [--scrapes 9] [--history 9000000] [--fresh]
 
 A scrape here is a full GET /metrics through the Flask app: refresh (SQL reads, fold, report)
 plus exposition. The clock is simulated so that every scrape sees exactly its 2,000 new rows.
@@ -106,14 +106,23 @@ def analyze(engine: sa.Engine) -> None:
             conn.exec_driver_sql("ANALYZE")
 
 
-def measure(store_url: str, window_rows: int, scrapes: int) -> dict[str, float]:
+def measure(
+    store_url: str, window_rows: int, scrapes: int, history: int = 0, fresh: bool = False
+) -> dict[str, float]:
+    """`history`: rows older than the window (a table that has been logging for long);
+    `fresh`: no ANALYZE after the fill (PostgreSQL before autovacuum has looked at it)."""
     config, engine = open_store(store_url, [MODEL], batch_rows=10_000)
     rng = np.random.default_rng(0)
-    # Baseline from the rows the window starts with.
     t_fill = time.perf_counter()
+    for start in range(0, history, 500_000):  # a day and more before the 6 h window
+        n = min(500_000, history - start)
+        preds, labels = rows(rng, n, T0 - 30 * 3600, T0 - 7 * 3600, 1_000_000_000 + start)
+        insert(engine, preds, labels)
+    # Baseline from the rows the window starts with.
     preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
     insert(engine, preds, labels)
-    analyze(engine)
+    if not fresh:
+        analyze(engine)
     fill = time.perf_counter() - t_fill
     store_baseline(engine, config.models[0], T0 - 5 * 3600, T0 - 5 * 3600 + 600)
 
@@ -154,13 +163,19 @@ def main() -> None:
     )
     parser.add_argument("--scrapes", type=int, default=9)
     parser.add_argument("--sizes", default="10000,1000000")
+    parser.add_argument(
+        "--history", type=int, default=0, help="rows older than the window, e.g. 9000000"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="no ANALYZE after the fill (PostgreSQL)"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     results = {}
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-            r = measure(url, size, args.scrapes)
+            r = measure(url, size, args.scrapes, args.history, args.fresh)
         results[size] = r
         print(
             f"window {size:>9,} rows: scrape median {r['median'] * 1000:7.1f} ms "
