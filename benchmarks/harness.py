@@ -1,8 +1,10 @@
-"""What the store benchmarks share: a settable clock, the machine line they print, a store with
-the project's schema for a set of models, and a baseline captured from a time range of it."""
+"""What the store benchmarks share: a settable clock, the machine line they print, their
+--store-url, a store with the project's schema for a set of models, and a baseline captured from
+a time range of it."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
@@ -33,6 +35,14 @@ def machine() -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
         f"{time.strftime('%Y-%m-%d')}"
     )
+
+
+def store_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a store benchmark: its docstring's first paragraph and --store-url
+    (one empty database per run; without it, a temporary SQLite file)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--store-url", help="empty database (default: a temporary SQLite file)")
+    return parser
 
 
 def open_store(url: str, models: list[dict], **exporter: Any) -> tuple[Config, sa.Engine]:

@@ -12,7 +12,6 @@ Target (issue 11): >= 50,000 rows/s.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import statistics
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from harness import Clock, machine, open_store, store_baseline
+from harness import Clock, machine, open_store, store_baseline, store_parser
 
 from exporter.service import MonitorService
 
@@ -69,8 +68,7 @@ def write(engine: sa.Engine, table: sa.Table, rng, n: int, start: float, end: fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-url", help="empty database (default: a temporary SQLite file)")
+    parser = store_parser(__doc__)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--scrapes", type=int, default=6)

@@ -10,7 +10,6 @@ A scrape is a full GET /metrics through the app (refresh of every model, exposit
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import resource
 import statistics
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from harness import Clock, machine, open_store, store_baseline
+from harness import Clock, machine, open_store, store_baseline, store_parser
 
 from exporter.app import create_app
 from exporter.service import MonitorService
@@ -89,8 +88,7 @@ def rss_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-url", help="empty database (default: a temporary SQLite file)")
+    parser = store_parser(__doc__)
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--scrapes", type=int, default=12)

@@ -12,14 +12,13 @@ empty database per size with --store-url (PostgreSQL: a fresh schema in the URL'
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from harness import Clock, machine, open_store
+from harness import Clock, machine, open_store, store_parser
 from scrape import MODEL, T0, analyze, insert, rows
 
 from exporter.service import MonitorService
@@ -60,8 +59,7 @@ def measure(store_url: str, window_rows: int, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-url", help="empty database (default: a temporary SQLite file)")
+    parser = store_parser(__doc__)
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()

@@ -10,7 +10,6 @@ plus exposition. The clock is simulated so that every scrape sees exactly its 2,
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from harness import Clock, machine, open_store, store_baseline
+from harness import Clock, machine, open_store, store_baseline, store_parser
 
 from exporter.app import create_app
 from exporter.service import MonitorService
@@ -157,10 +156,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--store-url", help="empty database to use (default: a temporary SQLite file)"
-    )
+    parser = store_parser(__doc__)
     parser.add_argument("--scrapes", type=int, default=9)
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument(

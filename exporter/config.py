@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -650,6 +650,22 @@ def format_validation_error(exc: ValidationError, raw: Any, source: str) -> str:
         shown = "" if error["type"] == "missing" else f" (got {value!r})"
         lines.append(f"  {path}: {message}{shown}; fix: {_fix_for(error)}")
     return "\n".join(lines)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[_M], what: str) -> _M:
+    """A YAML file validated as `model`: an unreadable file or a wrong key is a ConfigError
+    that names the file, the key and the fix (`what`: the file's role, for the message)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, raw, str(path))) from None
 
 
 def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = None) -> Config:

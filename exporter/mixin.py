@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from exporter.config import ConfigError, format_validation_error
+from exporter.config import ConfigError, load_yaml_model
 
 DEFAULT_CONFIG = Path("mixin/config.yml")
 RULE_SOURCES = Path("mixin/alerts")
@@ -102,14 +102,7 @@ def active(config: MixinConfig) -> Iterator[None]:
 
 
 def load(path: Path) -> MixinConfig:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read mixin config {path}: {exc}") from None
-    try:
-        return MixinConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, raw, str(path))) from None
+    return load_yaml_model(path, MixinConfig, "mixin config")
 
 
 def _substitute(text: str, config: MixinConfig) -> str:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from exporter.cli import capture
 from exporter.config import Config, parse_config
 from exporter.logging.prediction_logger import PredictionLogger
+from exporter.storage.prediction_store import ID, TS, Cursor, ModelSource, Span
 from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,3 +237,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 terminalreporter.write_sep("-", f"timings: {report.nodeid}")
                 for line in value:
                     terminalreporter.write_line(line)
+
+
+def keyset_read_plan(source: ModelSource, table: str) -> str:
+    """The database's plan for a read of `source`'s predictions after a cursor (EXPLAIN on
+    PostgreSQL after ANALYZE, with sequential scans off: a tiny table, so ask what it can do)."""
+    first = source.read_predictions(Span(T0 - 7200, T0), 10)
+    after = Cursor(first.iloc[-1][TS], first.iloc[-1][ID])
+    sql = source.predictions_query(Span(T0 - 7200, T0, after=after), 100).compile(
+        source.engine, compile_kwargs={"literal_binds": True}
+    )
+    with source.engine.connect() as conn:
+        if source.engine.dialect.name == "sqlite":
+            return " | ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        conn.exec_driver_sql(f"ANALYZE {table}")
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        return "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))

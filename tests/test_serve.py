@@ -50,9 +50,12 @@ def _serve(tmp_path: Path, web: dict, *flags: str) -> tuple[subprocess.Popen, in
     return server, port
 
 
-def _handshake(port: int, version: ssl.TLSVersion, cert: str | None = None) -> str:
-    """The ALPN protocol the server picks for a client capped at TLS `version`."""
-    context = ssl.create_default_context(cafile=None)
+def _handshake(
+    port: int, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3, cert: str | None = None
+) -> tuple[str, bytes]:
+    """(the ALPN protocol the server picks, its certificate in DER) for a client capped at TLS
+    `version`, presenting `cert` if given; the server's certificate is not verified."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.maximum_version = version
@@ -63,18 +66,7 @@ def _handshake(port: int, version: ssl.TLSVersion, cert: str | None = None) -> s
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         context.wrap_socket(raw) as tls,
     ):
-        return tls.selected_alpn_protocol() or ""
-
-
-def _peer_certificate(port: int) -> bytes:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw) as tls,
-    ):
-        return tls.getpeercert(binary_form=True)
+        return tls.selected_alpn_protocol() or "", tls.getpeercert(binary_form=True)
 
 
 def test_exporter_toolkit_web_config(tmp_path) -> None:
@@ -108,7 +100,7 @@ def test_exporter_toolkit_web_config(tmp_path) -> None:
         )
         with pytest.raises(ssl.SSLError):
             _handshake(port, ssl.TLSVersion.TLSv1_2)  # below min_version
-        assert _handshake(port, ssl.TLSVersion.TLSv1_3) == "h2"
+        assert _handshake(port)[0] == "h2"
 
         assert requests.get(f"{url}/probe/metrics", verify=ca, timeout=5).status_code == 401
         wrong = requests.get(f"{url}/probe/metrics", verify=ca, auth=("prometheus", "x"), timeout=5)
@@ -154,7 +146,7 @@ def test_exporter_toolkit_web_config(tmp_path) -> None:
 
         localhost_cert(tmp_path)  # renewed in place: served from the next connection on
         renewed = ssl.PEM_cert_to_DER_cert((tmp_path / "tls.crt").read_text())
-        assert _peer_certificate(port) == renewed
+        assert _handshake(port)[1] == renewed
     finally:
         stop(server)
     for line in (tmp_path / "serve.log").read_text().splitlines():
@@ -188,7 +180,7 @@ def test_client_certificates_and_allowed_sans(tmp_path) -> None:
 
     try:
         wait_for(lambda: get("prometheus").ok, 30, "the mTLS exporter")
-        assert _handshake(port, ssl.TLSVersion.TLSv1_3, str(tmp_path / "prometheus")) == "http/1.1"
+        assert _handshake(port, cert=str(tmp_path / "prometheus"))[0] == "http/1.1"
         assert get("intruder").status_code == 403
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(url, verify=verify, timeout=10)

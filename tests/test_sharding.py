@@ -16,8 +16,15 @@ from exporter.cli import capture
 from exporter.service import MonitorService
 from exporter.sharding import Shard, parse_shard, shard_of
 from exporter.storage.engine import create_engine
-from exporter.storage.prediction_store import ID, TS, Cursor, ModelSource, Span
-from tests.conftest import REGRESSION_MODEL, T0, Clock, make_config, seed_regression
+from exporter.storage.prediction_store import ModelSource
+from tests.conftest import (
+    REGRESSION_MODEL,
+    T0,
+    Clock,
+    keyset_read_plan,
+    make_config,
+    seed_regression,
+)
 from tests.servers import free_port, model_monitor, stop, wait_for
 
 # Per process or per shard by nature: not part of what the shards must add up to.
@@ -152,20 +159,11 @@ def test_reads_of_a_shared_table_range_over_one_model(store_url: str) -> None:
     seed_regression(config, np.random.default_rng(4))
     model = config.model("reg")
     source = ModelSource(create_engine(store_url), model)
-    first = source.read_predictions(Span(T0 - 7200, T0), 10)
-    after = Cursor(first.iloc[-1][TS], first.iloc[-1][ID])
-    sql = source.predictions_query(Span(T0 - 7200, T0, after=after), 100).compile(
-        source.engine, compile_kwargs={"literal_binds": True}
-    )
-    with source.engine.connect() as conn:
-        if source.engine.dialect.name == "sqlite":
-            plan = " | ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-            assert "USING INDEX ix_reg_predictions_ts_id (model_id=?" in plan, plan
-            assert "TEMP B-TREE" not in plan, plan
-        else:
-            conn.exec_driver_sql("ANALYZE reg_predictions")
-            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask what it can do
-            plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
-            assert "ix_reg_predictions_ts_id" in plan and "model_id" in plan, plan
-            assert "Sort" not in plan, plan
+    plan = keyset_read_plan(source, "reg_predictions")
+    if source.engine.dialect.name == "sqlite":
+        assert "USING INDEX ix_reg_predictions_ts_id (model_id=?" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "ix_reg_predictions_ts_id" in plan and "model_id" in plan, plan
+        assert "Sort" not in plan, plan
     source.engine.dispose()

@@ -24,9 +24,9 @@ from exporter.app import create_app
 from exporter.cli import main
 from exporter.service import MonitorService
 from exporter.storage.baseline_store import BaselineStore
-from exporter.storage.prediction_store import ID, TS, Cursor, ModelSource, Span, check_mapping
+from exporter.storage.prediction_store import ModelSource, check_mapping
 from exporter.storage.time_format import TextLayout, TimeFormat
-from tests.conftest import T0, Clock, make_config, metric_value
+from tests.conftest import T0, Clock, keyset_read_plan, make_config, metric_value
 
 OFFSET = dt.timezone(dt.timedelta(hours=2))
 
@@ -228,21 +228,13 @@ def test_reads_of_a_time_column_use_its_index_and_sort_nothing(form: str, store_
         np.random.default_rng(1),
     )
     source = ModelSource(engine, make_config(store_url, models=[_model("app")]).models[0])
-    first = source.read_predictions(Span(T0 - 7200, T0), 10)
-    cursor = first.iloc[-1]
-    query = source.predictions_query(Span(T0 - 7200, T0, after=Cursor(cursor[TS], cursor[ID])), 100)
-    sql = query.compile(engine, compile_kwargs={"literal_binds": True})
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            plan = " | ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-            assert "USING INDEX ix_app_scored" in plan, plan
-            assert "TEMP B-TREE" not in plan, plan
-        else:
-            conn.exec_driver_sql("ANALYZE app_scores")
-            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: ask what it can do
-            plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
-            assert "ix_app_scored" in plan, plan
-            assert "Sort" not in plan, plan
+    plan = keyset_read_plan(source, "app_scores")
+    if engine.dialect.name == "sqlite":
+        assert "USING INDEX ix_app_scored" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "ix_app_scored" in plan, plan
+        assert "Sort" not in plan, plan
     engine.dispose()
 
 

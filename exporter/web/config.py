@@ -14,10 +14,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from exporter.config import ConfigError, format_validation_error
+from exporter.config import ConfigError, load_yaml_model
 
 TLSVersion = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
 ClientAuthType = Literal[
@@ -162,14 +161,7 @@ class WebConfig(BaseModel):
 def load_web_config(path: str | Path) -> WebConfig:
     """The web config at `path`, with relative file names resolved against its folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read web config {path}: {exc}") from None
-    try:
-        web = WebConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, raw, str(path))) from None
+    web = load_yaml_model(path, WebConfig, "web config")
     if web.tls_server_config is not None:
         web = web.model_copy(
             update={"tls_server_config": _checked_tls(web.tls_server_config, path)}
