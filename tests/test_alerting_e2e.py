@@ -96,7 +96,13 @@ def test_each_problem_reaches_its_receivers_and_resolves(tmp_path, record_proper
                     )
 
             t = problem("drift", "ModelMonitorFeatureDrift", {"slack"})
-            assert inbox.find("slack", "ModelMonitorFeatureDrift", "ctr_history", since=t)
+            # One notice per (alert, model) group: features whose drift is seen a scrape later
+            # arrive in the group's next update, so wait for the one named here.
+            wait_for(
+                lambda: inbox.find("slack", "ModelMonitorFeatureDrift", "ctr_history", since=t),
+                45,
+                "ModelMonitorFeatureDrift for ctr_history at slack",
+            )
             t_perf = problem(
                 "performance_drop", "ModelMonitorPerformanceDegraded", {"pagerduty", "slack"}
             )
@@ -107,7 +113,13 @@ def test_each_problem_reaches_its_receivers_and_resolves(tmp_path, record_proper
                 "ModelMonitorPerformanceDegraded", {"pagerduty", "slack"}, t_perf, ended=t_stable
             )
             t_fair = problem("fairness_gap", "ModelMonitorFairnessViolation", {"slack"})
-            assert inbox.find("slack", "ModelMonitorFairnessViolation", "age_group", since=t_fair)
+            wait_for(
+                lambda: inbox.find(
+                    "slack", "ModelMonitorFairnessViolation", "age_group", since=t_fair
+                ),
+                45,
+                "ModelMonitorFairnessViolation for age_group at slack",
+            )
             t_lat = problem("latency_regression", "ModelMonitorLatencyHigh", {"slack"})
             resolved("ModelMonitorFairnessViolation", {"slack"}, t_fair, ended=t_lat)
             traffic.scenario, t_stable = "stable", time.time()
