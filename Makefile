@@ -31,7 +31,7 @@ docs: $(STAMP)  ## regenerate docs/metrics.md, docs/config.md and the README ref
 mixin: $(STAMP)  ## regenerate alert_rules/, dashboards/generated/ and deploy/kubernetes/base/ from mixin/
 	$(BIN)/model-monitor mixin
 
-bench: $(STAMP)  ## every benchmark (SQLite and PostgreSQL), then one table of issue 11's targets
+bench: $(STAMP)  ## every benchmark (SQLite and PostgreSQL), then one table of the speed and accuracy targets
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

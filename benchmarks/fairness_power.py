@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from exporter.config import ModelConfig
-from exporter.report import build_report
+from exporter.report import report_of
 from exporter.rows import from_dataframe
-from exporter.sufficient_stats import totals_of
 
 SIZES = (200, 2_000, 20_000)
 SHARES = {
@@ -73,7 +72,7 @@ def flagged(
     model: ModelConfig, data: pd.DataFrame, predictions: np.ndarray, actual: np.ndarray
 ) -> bool:
     rows = from_dataframe(model, data, predictions, actual)
-    report = build_report(model, None, totals_of(model, None, rows))
+    report = report_of(model, None, rows)
     return any(f.violation for f in report.fairness.values())
 
 

@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark, one after the other, and one table of issue 11's targets.
+"""`make bench`: every benchmark, one after the other, and one table of the targets of issue 11
+(speed at scale) and issue 12 (estimation accuracy).
 
 Each benchmark runs in its own process (SQLite, and PostgreSQL when it answers at
 MODEL_MONITOR_BENCH_PG, default 127.0.0.1:5432/test, in a fresh schema `bench` per run); its
@@ -50,6 +51,40 @@ def batch_figures(text: str) -> tuple[float | None, float | None]:
         return None, None
     last = lines[-1]
     return float(last[7]), max(float(last[8]), float(last[10]))
+
+
+def estimation_targets(text: str) -> list[Target]:
+    """Issue 12's accuracy targets from `estimation.py`'s three tables (shares in percent; for
+    CBPE the third column, AUC and accuracy both within 0.02)."""
+    cbpe, _, rest = text.partition("DLE,")
+    dle, _, multivariate = rest.partition("Multivariate drift")
+    both = re.search(r"covariate_shift\s+[\d.]+%\s+[\d.]+%\s+([\d.]+)%", cbpe)
+    return [
+        Target(
+            "CBPE, covariate shift: AUC and accuracy within 0.02, % windows",
+            float(both.group(1)) if both else None,
+            95,
+            False,
+        ),
+        Target(
+            "DLE, covariate shift: RMSE within 10%, % windows",
+            figure(r"covariate_shift\s+([\d.]+)%", dle),
+            90,
+            False,
+        ),
+        Target(
+            "multivariate, flipped correlation: verdict, % windows",
+            figure(r"correlation_change\s+\d+\s+([\d.]+)%", multivariate),
+            95,
+            False,
+        ),
+        Target(
+            "multivariate, stationary: verdict, % windows",
+            figure(r"stable\s+\d+\s+([\d.]+)%", multivariate),
+            1,
+            True,
+        ),
+    ]
 
 
 def run(name: str, args: list[str], pg: bool = False) -> str:
@@ -107,6 +142,7 @@ def main() -> None:
         ("auth_flood", ["--scrapes", "40"] if quick else []),
         ("drift_power", ["--windows", "20"] if quick else []),
         ("fairness_power", ["--windows", "20"] if quick else []),
+        ("estimation", ["--windows", "10", "--reference", "10000"] if quick else []),
     ):
         outputs[name] = run(name, args)
 
@@ -145,6 +181,7 @@ def main() -> None:
         Target("DataDriftDetector / fastest numpy recompute, time", ratio, 1.0, True),
         Target("DataDriftDetector extra memory, MB", memory, 300, True),
     ]
+    targets += estimation_targets(outputs["estimation"])
     if quick:
         print("\nquick run: figures of small sizes, not comparable with the bounds")
     print(f"\n{'target':54} {'measured':>10} {'bound':>8} {'ratio':>6}  verdict")

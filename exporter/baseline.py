@@ -2,7 +2,10 @@
 
 Pure: a `Rows` batch in, a `Baseline` out, JSON both ways. Numeric features get fine quantile bins
 (the window counts into them, so KS and Wasserstein have resolution) grouped into deciles for PSI;
-categorical features get their top-K categories plus a pooled "other".
+categorical features get their top-K categories plus a pooled "other". From the labelled rows
+come what estimation before labels needs (a classifier's calibration map, a regression's loss
+models), and from the numeric features their correlations and principal components
+(docs/estimation.md).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import numpy as np
 import pandas as pd
 
 from exporter.config import ModelConfig
+from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
+from exporter.performance.estimation import Calibration
+from exporter.performance.loss_model import LossModel
 from exporter.rows import Rows, category_value, per_value, present
 
 FINE_BINS = 100  # quantile bins the window counts into
@@ -207,6 +213,9 @@ class Baseline:
         default_factory=dict
     )  # attr -> group -> rates
     performance: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibration: Calibration | None = None  # classifier: score -> P(class 1), for CBPE
+    multivariate: mv.Pca | None = None  # numeric features' principal components
+    loss_model: LossModel | None = None  # regression: expected losses, for DLE
     version: int | None = None
     created_at: str | None = None
     source: str | None = None
@@ -222,6 +231,9 @@ class Baseline:
             "correlation": self.correlation,
             "groups": self.groups,
             "performance": self.performance,
+            "calibration": self.calibration.to_json() if self.calibration else None,
+            "multivariate": self.multivariate.to_json() if self.multivariate else None,
+            "loss_model": self.loss_model.to_json() if self.loss_model else None,
         }
 
     @classmethod
@@ -236,6 +248,13 @@ class Baseline:
             correlation=data.get("correlation", {}),
             groups=data.get("groups", {}),
             performance=data.get("performance", {}),
+            calibration=Calibration.from_json(data["calibration"])
+            if data.get("calibration")
+            else None,
+            multivariate=mv.Pca.from_json(data["multivariate"])
+            if data.get("multivariate")
+            else None,
+            loss_model=LossModel.from_json(data["loss_model"]) if data.get("loss_model") else None,
             **meta,
         )
 
@@ -257,32 +276,16 @@ def segment_values(model: ModelConfig, rows: Rows) -> dict[str, tuple[str, ...]]
     return out
 
 
-def correlation(rows: Rows, chunk: int = CHUNK) -> dict[str, Any]:
-    """Pearson correlations of the numeric features over the rows where all of them are present,
-    from sums of centred values taken `chunk` rows at a time (the window's own method,
-    `statistical.correlation_from_sums`): a million rows of 20 features need a few MB beyond
-    the rows, where `np.corrcoef` would copy the whole matrix three times."""
-    names = list(rows.numeric)
-    if len(names) < 2:
+def correlation(names: tuple[str, ...], sums: mv.Moments | None) -> dict[str, Any]:
+    """Pearson correlations of the numeric features over the rows where all of them are
+    present, from their centred sums (the window's own method,
+    `statistical.correlation_from_sums`)."""
+    if sums is None:
         return {}
-    columns = [rows.numeric[n].values for n in names]
-    complete = np.ones(len(rows), dtype=bool)
-    for c in columns:
-        complete &= np.isfinite(c)
-    n = int(complete.sum())
-    if n < 3:
-        return {}
-    mean = np.array([c[complete].mean() for c in columns])
-    sums, cross = np.zeros(len(names)), np.zeros((len(names), len(names)))
-    for start in range(0, len(complete), chunk):
-        keep = complete[start : start + chunk]
-        block = np.column_stack([c[start : start + chunk][keep] for c in columns]) - mean
-        sums += block.sum(axis=0)
-        cross += block.T @ block
-    corr = st.correlation_from_sums(n, sums, cross)
+    corr = st.correlation_from_sums(sums.n, sums.sums, sums.cross)
     return {
-        "features": names,
-        "rows": n,
+        "features": list(names),
+        "rows": sums.n,
         "matrix": np.where(np.isfinite(corr), corr, 0.0).tolist(),
     }
 
@@ -309,6 +312,64 @@ def group_rates(model: ModelConfig, rows: Rows) -> dict[str, dict[str, dict[str,
     return out
 
 
+def calibration(model: ModelConfig, rows: Rows) -> Calibration | None:
+    """The CBPE calibration map of a classifier, from its labelled rows; None when estimation is
+    off or the labels are too few (`estimation.min_reference_labels`) or of one class."""
+    if model.kind != "binary_classification" or not model.estimation.enabled:
+        return None
+    if rows.label is None or rows.score is None:
+        return None
+    labelled = np.isfinite(rows.label) & np.isfinite(rows.score)
+    label, score = rows.label[labelled], rows.score[labelled]
+    if len(label) < model.estimation.min_reference_labels or len(np.unique(label)) < 2:
+        return None
+    return Calibration.fit(score, label)
+
+
+def loss_input_names(model: ModelConfig) -> tuple[str, ...]:
+    """The DLE loss models' inputs, in order: what a stored model must have learned from."""
+    return (*model.numeric_features, *model.categorical_features, "prediction")
+
+
+def loss_inputs(model: ModelConfig, features: dict[str, Reference], rows: Rows) -> np.ndarray:
+    """What the DLE loss models see of each row (`loss_input_names`): the numeric features, the
+    categorical ones as baseline category codes (NaN when missing), the prediction. Missing
+    numbers stay NaN: the gradient-boosted models route them."""
+    columns = [rows.numeric[n].values for n in model.numeric_features]
+    for name in model.categorical_features:
+        ref, values = features[name], rows.categorical[name]
+        assert isinstance(ref, CategoricalReference)
+        columns.append(np.where(present(values), ref.bin(values), np.nan))
+    columns.append(rows.prediction)
+    return np.column_stack(columns).astype(float)
+
+
+def loss_model(model: ModelConfig, features: dict[str, Reference], rows: Rows) -> LossModel | None:
+    """The DLE loss models of a regression, from its labelled rows; None when estimation is off
+    or the labels are fewer than `estimation.min_reference_labels`."""
+    if model.kind != "regression" or not model.estimation.enabled or rows.label is None:
+        return None
+    labelled = np.isfinite(rows.label)
+    if labelled.sum() < model.estimation.min_reference_labels:
+        return None
+    first = len(model.numeric_features)
+    return LossModel.fit(
+        loss_input_names(model),
+        tuple(range(first, first + len(model.categorical_features))),
+        loss_inputs(model, features, rows)[labelled],
+        rows.prediction[labelled] - rows.label[labelled],
+    )
+
+
+def multivariate(
+    model: ModelConfig, columns: list[np.ndarray], sums: mv.Moments | None
+) -> mv.Pca | None:
+    """Principal components of the numeric features (in config order), or None."""
+    if not model.multivariate.enabled:
+        return None
+    return mv.fit(model.numeric_features, columns, model.multivariate.variance_share, sums)
+
+
 def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
     """The distributions of a baseline, without its performance (see `window.capture_baseline`)."""
     if len(rows) == 0:
@@ -319,6 +380,8 @@ def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
     for name, values in rows.categorical.items():
         features[name] = CategoricalReference.capture(values, int(np.sum(~present(values))))
     labels = rows.label[np.isfinite(rows.label)] if rows.label is not None else np.array([])
+    numeric = [rows.numeric[n].values for n in model.numeric_features]
+    sums = mv.moments(numeric)  # one pass for the correlations and the components
     return Baseline(
         model_id=model.model_id,
         rows=len(rows),
@@ -326,6 +389,9 @@ def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
         prediction=NumericReference.capture(prediction_values(rows)),
         segments=segment_values(model, rows),
         label_mean=float(labels.mean()) if len(labels) else 0.0,
-        correlation=correlation(rows),
+        correlation=correlation(model.numeric_features, sums),
         groups=group_rates(model, rows),
+        calibration=calibration(model, rows),
+        multivariate=multivariate(model, numeric, sums),
+        loss_model=loss_model(model, features, rows),
     )

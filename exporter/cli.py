@@ -25,7 +25,8 @@ from exporter.simulator import GENERATORS, LabelDelay, Simulator
 DEFAULT_LISTEN = "0.0.0.0:9747"
 DEMO_CONFIG = Path("examples/demo.yml")
 DEMO_SCHEDULE = (
-    "stable=120,drift=120,stable=60,performance_drop=120,fairness_gap=120,latency_regression=120"
+    "stable=120,drift=120,stable=60,performance_drop=120,fairness_gap=120,latency_regression=120,"
+    "stable=60,covariate_shift=120,correlation_change=120"
 )
 
 log = logging.getLogger("model-monitor")

@@ -126,6 +126,20 @@ def _report_samples(out: _Families, report: ModelReport) -> None:
         out.add("model_performance_degradation_ratio", [m, metric], ratio)
     for metric, significant in report.degradation_significant.items():
         out.add("model_performance_degraded", [m, metric], significant)
+    _estimation_samples(out, m, report)
+    multivariate = report.multivariate
+    if multivariate is not None:
+        out.add("model_multivariate_reconstruction_error", [m], multivariate.error)
+        out.add(
+            "model_baseline_multivariate_reconstruction_error", [m], multivariate.reference_error
+        )
+        for bound in ("lower", "upper"):
+            out.add(
+                "model_multivariate_reconstruction_error_threshold",
+                [m, bound],
+                getattr(multivariate, bound),
+            )
+        out.add("model_multivariate_drift_detected", [m], multivariate.detected)
     for segment, count in report.segment_counts.items():
         out.add("model_segment_labeled_predictions", [m, segment], count)
     for fairness in report.fairness.values():
@@ -134,6 +148,24 @@ def _report_samples(out: _Families, report: ModelReport) -> None:
     out.add("model_window_labeled_predictions", [m], report.window_labeled)
     out.add("model_performance_window_predictions", [m], report.performance_window_predictions)
     out.add("model_label_coverage_ratio", [m], report.label_coverage)
+
+
+def _estimation_samples(out: _Families, m: str, report: ModelReport) -> None:
+    estimated = report.estimated
+    if estimated is None:
+        return
+    for metric, value in estimated.values.items():
+        out.add(f"model_estimated_performance_{metric}", [m], value)
+    for metric, error in estimated.standard_errors.items():
+        out.add(f"model_estimated_performance_{metric}_standard_error", [m], error)
+    for metric, ratio in estimated.degradation.items():
+        out.add("model_estimated_performance_degradation_ratio", [m, metric], ratio)
+    for metric, significant in estimated.degradation_significant.items():
+        out.add("model_estimated_performance_degraded", [m, metric], significant)
+    gap = estimated.disagreement
+    if gap is not None:
+        out.add(f"model_estimated_performance_{gap.metric}_gap", [m], gap.gap)
+        out.add("model_estimated_performance_disagreement", [m, gap.metric], gap.disagrees)
 
 
 def alert_thresholds(model: ModelConfig) -> dict[str, float]:

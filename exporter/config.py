@@ -188,6 +188,67 @@ class PerformanceConfig(_Strict):
     )
 
 
+class EstimationConfig(_Strict):
+    """Performance estimated before the labels arrive (docs/estimation.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Classifier: estimate ROC AUC, accuracy, precision, recall and F1 of the "
+        "window from its scores and the baseline's calibration map (CBPE). Regression: "
+        "estimate MAE and RMSE from models of the expected loss learned on the baseline (DLE).",
+    )
+    min_reference_labels: int = Field(
+        500,
+        ge=50,
+        description="Labelled baseline rows (of both classes, for a classifier) needed to learn "
+        "the calibration map or the loss models; with fewer, nothing is estimated.",
+    )
+    max_disagreement: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Classifier: once labels arrive, realised accuracy differing from the "
+        "accuracy estimated for the same rows by more than this, and beyond sampling noise "
+        "(performance.alpha), means the estimate's assumption broke: concept drift.",
+    )
+    max_relative_disagreement: float = Field(
+        0.1,
+        gt=0,
+        description="Regression: the same for MAE, as a share of the MAE estimated for the "
+        "labelled rows (0.1 = 10%).",
+    )
+
+
+class MultivariateConfig(_Strict):
+    """Drift of the numeric features taken together (docs/estimation.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="PCA reconstruction error of the standardised numeric features "
+        "(needs two or more numeric features).",
+    )
+    variance_share: float = Field(
+        0.65,
+        gt=0,
+        lt=1,
+        description="Principal components kept: the fewest explaining this share of the "
+        "reference's variance (NannyML's default).",
+    )
+    min_relative_change: float = Field(
+        0.1,
+        gt=0,
+        description="The window's mean reconstruction error must differ from the reference's by "
+        "more than this share (0.1 = 10%) for a drift verdict, and beyond sampling noise.",
+    )
+    alpha: float = Field(
+        0.005,
+        gt=0,
+        lt=1,
+        description="Chance that a window of the reference's own distribution gets a "
+        "multivariate drift verdict (two-sided, from the reference's chunk-to-chunk spread).",
+    )
+
+
 class SegmentConfig(_Strict):
     column: str = Field(description="Column whose values define the segments.")
     values: list[str] | None = Field(
@@ -351,6 +412,19 @@ class RetrainingConfig(_Strict):
     fairness_violation: bool = Field(
         True, description="A fairness violation asks for retraining (medium)."
     )
+    estimated_performance: bool = Field(
+        True,
+        description="Estimated performance (before labels) worse than baseline beyond noise "
+        "asks for retraining: low from degradation_warning, medium from degradation_critical.",
+    )
+    concept_drift: bool = Field(
+        True,
+        description="Realised accuracy departing from the estimate for the same rows (the "
+        "scores no longer mean what they did) asks for retraining (medium).",
+    )
+    multivariate_drift: bool = Field(
+        True, description="Multivariate drift of the numeric features asks for retraining (medium)."
+    )
     min_label_coverage: float = Field(
         0.05,
         ge=0,
@@ -402,6 +476,8 @@ class ModelConfig(_Strict):
         "feature, e.g. `{ad_length: {psi: 0.3}}`.",
     )
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    estimation: EstimationConfig = Field(default_factory=EstimationConfig)
+    multivariate: MultivariateConfig = Field(default_factory=MultivariateConfig)
     min_samples: int = Field(
         100,
         ge=1,
@@ -418,6 +494,15 @@ class ModelConfig(_Strict):
         description="Chance that a window without drift gets any drift verdict "
         "(split over the features and the output tested, Bonferroni).",
     )
+
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        """The numeric features in config order: the columns of correlations and PCA."""
+        return tuple(n for n, f in self.features.items() if f.type == "numeric")
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        return tuple(n for n, f in self.features.items() if f.type == "categorical")
 
     @field_validator("features", mode="before")
     @classmethod

@@ -89,6 +89,17 @@ PERFORMANCE_METRICS: dict[str, str] = {
     "brier_score": "Brier score: mean squared difference of probability and label",
 }
 
+ESTIMATED_METRICS: dict[str, str] = {
+    "mae": "Regression: mean absolute error",
+    "rmse": "Regression: root mean squared error",
+    "roc_auc": "ROC AUC",
+    "accuracy": "Accuracy at the configured threshold",
+    "precision": "Precision at the configured threshold",
+    "recall": "Recall at the configured threshold",
+    "f1": "F1 score at the configured threshold",
+}
+MM = ("model_id", "metric")
+
 CATALOG: tuple[MetricSpec, ...] = (
     *_drift(
         "psi",
@@ -167,6 +178,34 @@ CATALOG: tuple[MetricSpec, ...] = (
         "drift",
     ),
     MetricSpec(
+        "model_multivariate_reconstruction_error",
+        "gauge",
+        "Mean PCA reconstruction error of the window rows with every numeric feature present: distance of the standardised row from the baseline's principal subspace (docs/estimation.md).",
+        M,
+        "drift",
+    ),
+    MetricSpec(
+        "model_multivariate_reconstruction_error_threshold",
+        "gauge",
+        "Bounds (bound=lower|upper) the window's mean reconstruction error must leave for a multivariate drift verdict: the baseline's mean error widened by its chunk-to-chunk spread at the window's size (multivariate.alpha), and by at least multivariate.min_relative_change.",
+        ("model_id", "bound"),
+        "drift",
+    ),
+    MetricSpec(
+        "model_baseline_multivariate_reconstruction_error",
+        "gauge",
+        "Mean PCA reconstruction error of the baseline's own rows.",
+        M,
+        "drift",
+    ),
+    MetricSpec(
+        "model_multivariate_drift_detected",
+        "gauge",
+        "1 if the numeric features moved together beyond the baseline's structure (reconstruction error outside its bounds), 0 if not; absent below min_samples complete rows or without two numeric features.",
+        M,
+        "drift",
+    ),
+    MetricSpec(
         "model_feature_missing_ratio",
         "gauge",
         "Share of window rows where the feature is null or NaN.",
@@ -227,6 +266,61 @@ CATALOG: tuple[MetricSpec, ...] = (
         "1 if the overall metric is worse than the baseline beyond sampling noise (performance.alpha, Bonferroni over the metrics; docs/statistics.md), 0 otherwise. Findings, retraining and the alert rules count a degradation ratio only where this is 1.",
         ("model_id", "metric"),
         "performance",
+    ),
+    *(
+        MetricSpec(
+            f"model_estimated_performance_{name}",
+            "gauge",
+            f"{text}, estimated without labels over the drift window: for a classifier from the scores and the baseline's calibration map (CBPE), for a regression from the baseline's models of the expected loss (DLE); docs/estimation.md.",
+            M,
+            "estimation",
+        )
+        for name, text in ESTIMATED_METRICS.items()
+    ),
+    *(
+        MetricSpec(
+            f"model_estimated_performance_{name}_standard_error",
+            "gauge",
+            f"Sampling band of model_estimated_performance_{name}: the standard error the realised value would have on a window of this size and expected class balance.",
+            M,
+            "estimation",
+        )
+        for name in ESTIMATED_METRICS
+    ),
+    MetricSpec(
+        "model_estimated_performance_degradation_ratio",
+        "gauge",
+        "Relative change of an estimated metric vs the baseline's realised value in its bad direction (0.1 = 10% worse; 0 if better).",
+        MM,
+        "estimation",
+    ),
+    MetricSpec(
+        "model_estimated_performance_degraded",
+        "gauge",
+        "1 if the estimated metric is worse than the baseline beyond its sampling band (performance.alpha, Bonferroni over the metrics), 0 otherwise: a drop seen before any label of it arrives.",
+        MM,
+        "estimation",
+    ),
+    MetricSpec(
+        "model_estimated_performance_accuracy_gap",
+        "gauge",
+        "Classifier: realised minus estimated accuracy on the labelled predictions of the performance window; near 0 while the calibration map holds.",
+        M,
+        "estimation",
+    ),
+    MetricSpec(
+        "model_estimated_performance_mae_gap",
+        "gauge",
+        "Regression: realised minus estimated MAE on the labelled predictions of the performance window, in the target's unit; near 0 while the loss models hold.",
+        M,
+        "estimation",
+    ),
+    MetricSpec(
+        "model_estimated_performance_disagreement",
+        "gauge",
+        "1 if the realised metric departs from its estimate on the same rows by more than estimation.max_disagreement (accuracy) or estimation.max_relative_disagreement (MAE) and beyond sampling noise: the model's outputs no longer mean what they did (concept drift); 0 if not; absent below min_labeled labels.",
+        MM,
+        "estimation",
     ),
     MetricSpec(
         "model_segment_labeled_predictions",

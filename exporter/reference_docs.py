@@ -20,6 +20,7 @@ GROUP_TITLES = {
     "drift": "Drift",
     "quality": "Data quality",
     "performance": "Performance",
+    "estimation": "Performance before labels (estimated)",
     "fairness": "Fairness",
     "health": "Health and retraining",
     "traffic": "Traffic and labels",

@@ -275,6 +275,10 @@ class ModelRefresher:
         }
         if self.report.prediction_drift is not None:
             summary["prediction_psi"] = self.report.prediction_drift.psi
+        if self.report.estimated is not None:
+            summary |= {f"estimated:{m}": v for m, v in self.report.estimated.values.items()}
+        if self.report.multivariate is not None:
+            summary["multivariate_error"] = self.report.multivariate.error
         self.history.store_metrics(self.model.model_id, summary, at, segment="model")
 
     def _retention_start(self, kind: Stream, now: float) -> float:

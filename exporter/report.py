@@ -15,17 +15,23 @@ import numpy as np
 from exporter import significance as sig
 from exporter.baseline import Baseline, Reference
 from exporter.config import DriftThresholds, ModelConfig
+from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
 from exporter.drift.feature_drift import DriftResult, compare
 from exporter.fairness import metrics as fm
+from exporter.performance import estimation as est
+from exporter.performance import loss_model as dle
 from exporter.performance import metrics as pm
-from exporter.rows import ALL, OTHER
+from exporter.rows import ALL, OTHER, Rows
 from exporter.sufficient_stats import (
+    ESTIMATED_CELLS,
     PREDICTION,
     Layout,
     Totals,
+    estimates,
     model_groups,
-    numeric_names,
+    multivariate,
+    totals_of,
 )
 
 
@@ -86,6 +92,30 @@ class FairnessReport:
 
 
 @dataclass(frozen=True)
+class EstimatedPerformance:
+    """Performance of the whole drift window estimated without labels (CBPE for a classifier,
+    DLE for a regression), and, once labels arrive, how the estimate compares with them."""
+
+    rows: int
+    values: dict[str, float]  # metric -> estimate
+    standard_errors: dict[str, float]  # metric -> sampling band (one standard error)
+    degradation: dict[str, float]  # metric -> ratio vs the baseline's realised value
+    degradation_significant: dict[str, bool]  # worse than baseline beyond the band
+    disagreement: est.Disagreement | None  # realised vs estimated on the labelled rows
+
+    @property
+    def degraded(self) -> dict[str, float]:
+        return significant_only(self.degradation, self.degradation_significant)
+
+
+def significant_only(
+    degradation: dict[str, float], significant: dict[str, bool]
+) -> dict[str, float]:
+    """Degradation ratios of the metrics that are worse beyond sampling noise."""
+    return {m: r for m, r in degradation.items() if math.isfinite(r) and significant.get(m)}
+
+
+@dataclass(frozen=True)
 class ModelReport:
     model_id: str
     kind: str
@@ -102,15 +132,12 @@ class ModelReport:
     degradation: dict[str, float] = field(default_factory=dict)  # metric -> ratio, overall
     # metric -> worse than baseline beyond sampling noise (performance.alpha), overall
     degradation_significant: dict[str, bool] = field(default_factory=dict)
+    estimated: EstimatedPerformance | None = None  # before labels (docs/estimation.md)
+    multivariate: mv.MultivariateDrift | None = None
 
     @property
     def degraded(self) -> dict[str, float]:
-        """Degradation ratios of the metrics that are worse beyond sampling noise."""
-        return {
-            m: r
-            for m, r in self.degradation.items()
-            if math.isfinite(r) and self.degradation_significant.get(m)
-        }
+        return significant_only(self.degradation, self.degradation_significant)
 
     @property
     def label_coverage(self) -> float:
@@ -210,7 +237,7 @@ def correlation_drift(
         return None
     if layout.scalar(vector, "corr_n") < model.min_samples:
         return None
-    names = numeric_names(model)
+    names = model.numeric_features
     k = len(names)
     current = st.correlation_from_sums(
         layout.scalar(vector, "corr_n"),
@@ -477,6 +504,88 @@ def _error_gap(
     return []
 
 
+def estimated_performance(
+    model: ModelConfig, baseline: Baseline | None, totals: Totals
+) -> EstimatedPerformance | None:
+    """CBPE (classifier) or DLE (regression) over the drift window; None without a calibration
+    map or loss models, or below min_samples rows."""
+    dl, dv = totals.drift_layout, totals.drift
+    if not estimates(model, baseline):
+        return None
+    assert baseline is not None
+    rows = dl.scalar(dv, "rows")
+    if rows < model.min_samples:
+        return None
+    if model.kind == "regression":
+        values = dle.estimate(rows, dl.scalar(dv, "dle_abs"), dl.scalar(dv, "dle_sq"))
+        errors = dle.standard_errors(values, rows)
+    else:
+        tp, fp, fn, tn = (dl.scalar(dv, cell) for cell in ESTIMATED_CELLS)
+        values = est.estimate(tp, fp, fn, tn, dl.read(dv, "est_pos"), dl.read(dv, "est_neg"))
+        errors = est.standard_errors(values, tp, fp, fn, tn)
+    base = baseline.performance.get(ALL, {})
+    compared = [m for m in values if m in base]
+    z = sig.critical_z(model.performance.alpha, len(compared))
+    return EstimatedPerformance(
+        rows=int(rows),
+        values=values,
+        standard_errors=errors,
+        degradation={m: pm.degradation_ratio(m, values[m], base[m]) for m in compared},
+        degradation_significant={
+            m: pm.worse_beyond_noise(m, values[m], base[m], errors[m], z) for m in compared
+        },
+        disagreement=_estimate_disagreement(model, totals.performance_layout, totals.performance),
+    )
+
+
+def _estimate_disagreement(
+    model: ModelConfig, layout: Layout, vector: np.ndarray
+) -> est.Disagreement | None:
+    """Realised vs estimated on the labelled rows of the performance window: accuracy (its
+    variance exact under CBPE) or MAE (the sample variance of |error| - expected)."""
+    n = layout.scalar(vector, "n", ALL)
+    if n < model.min_labeled:
+        return None
+    z = sig.critical_z(model.performance.alpha / 2, 1)
+    if model.kind == "regression":
+        realised, expected = layout.scalar(vector, "abs_err", ALL), layout.scalar(vector, "dle_abs")
+        gap = realised - expected
+        return est.disagreement(
+            "mae",
+            n,
+            realised,
+            expected,
+            max(layout.scalar(vector, "dle_gap2") - gap * gap / n, 0.0),
+            model.estimation.max_relative_disagreement * expected / n,
+            z,
+        )
+    return est.disagreement(
+        "accuracy",
+        n,
+        layout.scalar(vector, "tp", ALL) + layout.scalar(vector, "tn", ALL),
+        layout.scalar(vector, "est_correct"),
+        layout.scalar(vector, "est_var"),
+        model.estimation.max_disagreement,
+        z,
+    )
+
+
+def multivariate_drift(
+    model: ModelConfig, baseline: Baseline | None, layout: Layout, vector: np.ndarray
+) -> mv.MultivariateDrift | None:
+    """The PCA verdict of the drift window; None without components or below min_samples."""
+    pca = multivariate(model, baseline)
+    if pca is None or ("mv_n",) not in layout:
+        return None
+    n = layout.scalar(vector, "mv_n")
+    if n < model.min_samples:
+        return None
+    settings = model.multivariate
+    return mv.verdict(
+        pca, n, layout.scalar(vector, "mv_err"), settings.min_relative_change, settings.alpha
+    )
+
+
 def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) -> ModelReport:
     dl, dv = totals.drift_layout, totals.drift
     pl, pv = totals.performance_layout, totals.performance
@@ -508,4 +617,12 @@ def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) 
             if metric in base_overall and metric in pm.DIRECTION
         },
         degradation_significant=degradation_verdicts(model, pl, pv, overall, base_overall),
+        estimated=estimated_performance(model, baseline, totals),
+        multivariate=multivariate_drift(model, baseline, dl, dv),
     )
+
+
+def report_of(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> ModelReport:
+    """The report of `rows` as one window (a batch job's or notebook's): labelled rows count
+    for performance, all of them for drift and estimation."""
+    return build_report(model, baseline, totals_of(model, baseline, rows))

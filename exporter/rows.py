@@ -276,6 +276,18 @@ def parse_rows(
     return rows.take(ok), rejections
 
 
+def feature_types(data: pd.DataFrame, categorical: list[str] | None = None) -> dict[str, str]:
+    """Every column of a notebook's frame as a feature: numeric if its dtype is, unless listed
+    in `categorical`."""
+    listed = set(categorical or [])
+    return {
+        str(c): "numeric"
+        if c not in listed and pd.api.types.is_numeric_dtype(data[c])
+        else "categorical"
+        for c in data.columns
+    }
+
+
 def from_dataframe(
     model: ModelConfig,
     data: pd.DataFrame,

@@ -3,7 +3,13 @@
 `ad_score` is a regression model (score 0-100) and `account_health` a binary classifier. Each
 scenario changes one thing the monitor must notice: `drift` shifts the features named in
 `DRIFTED_FEATURES` (and nothing else), `performance_drop` breaks the relation between features
-and outcome, `fairness_gap` lowers the scores of one group, `latency_regression` slows inference.
+and outcome (concept drift: the scores look as before, the outcomes do not follow them),
+`fairness_gap` lowers the scores of one group, `latency_regression` slows inference.
+`covariate_shift` moves the inputs towards cases the model finds hard with their relation to
+the outcome intact (the classifier's towards its decision boundary; the regression's towards
+`stories` ads, whose outcomes are noisier), so estimated performance should track the realised
+drop, and `correlation_change` flips the correlation of ad_score's `ad_length` and
+`bid` (+0.7 to -0.7) with their marginals unchanged: only a multivariate test can see it.
 Labels arrive after a delay, and some never do.
 """
 
@@ -15,16 +21,47 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy import special
 
+from exporter.config import ModelConfig
 from exporter.logging.prediction_logger import PredictionLogger
+from exporter.rows import Rows, from_dataframe
 
 log = logging.getLogger(__name__)
 
 AD_SCORE = "ad_score"
 ACCOUNT_HEALTH = "account_health"
-SCENARIOS = ("stable", "drift", "performance_drop", "fairness_gap", "latency_regression")
+SCENARIOS = (
+    "stable",
+    "drift",
+    "performance_drop",
+    "fairness_gap",
+    "latency_regression",
+    "covariate_shift",
+    "correlation_change",
+)
+CORRELATION = 0.7  # of ad_length and bid (Gaussian copula); flipped by `correlation_change`
+KINDS = {AD_SCORE: "regression", ACCOUNT_HEALTH: "binary_classification"}
+FEATURE_TYPES = {
+    AD_SCORE: {
+        "ctr_history": "numeric",
+        "ad_length": "numeric",
+        "sentiment_score": "numeric",
+        "bid": "numeric",
+        "placement": "categorical",
+        "device": "categorical",
+    },
+    ACCOUNT_HEALTH: {
+        "spend_trend": "numeric",
+        "days_since_login": "numeric",
+        "support_tickets": "numeric",
+        "plan": "categorical",
+    },
+}
 DRIFTED_FEATURES = {
     AD_SCORE: ("ctr_history", "sentiment_score", "placement"),
     ACCOUNT_HEALTH: ("spend_trend", "plan"),
@@ -39,6 +76,14 @@ PLACEMENTS = np.array(["feed", "sidebar", "search", "stories"])
 DEVICES = np.array(["mobile", "desktop", "tablet"])
 PLANS = np.array(["free", "basic", "pro", "enterprise"])
 REGIONS = np.array(["na", "emea", "apac", "latam"])
+
+
+def reference_model(name: str, **settings: Any) -> ModelConfig:
+    """Reference model `name` as a config of its own (table `t`, classifier score column
+    `score`), `settings` on top: what notebooks, benchmarks and tests fold batches with."""
+    source = {"table": "t", **({"score_column": "score"} if name == ACCOUNT_HEALTH else {})}
+    raw = {"model_id": name, "kind": KINDS[name], "source": source}
+    return ModelConfig.model_validate(raw | {"features": FEATURE_TYPES[name]} | settings)
 
 
 def _pick(
@@ -58,19 +103,34 @@ class Batch:
     actual: np.ndarray
     latency: np.ndarray
 
+    def rows(self, model: ModelConfig, labels: bool = True) -> Rows:
+        """These rows as the exporter parses them for `model`; `labels=False` holds the
+        outcomes back, as a window before its labels arrive."""
+        frame = pd.DataFrame({**self.features, **self.attributes})
+        actual = self.actual if labels else None
+        return from_dataframe(model, frame, self.prediction, actual, self.score)
+
 
 def ad_score_batch(rng: np.random.Generator, n: int, scenario: str) -> Batch:
     drift = scenario == "drift"
     ctr = rng.beta(2, 30, n) * (2.0 if drift else 1.0)
     sentiment = np.clip(rng.normal(-0.3 if drift else 0.2, 0.3, n), -1, 1)
-    ad_length = rng.gamma(4, 20, n)
-    bid = rng.lognormal(0.5, 0.4, n)
-    placement = _pick(rng, PLACEMENTS, n, [0.1, 0.1, 0.2, 0.6] if drift else [0.5, 0.2, 0.2, 0.1])
+    # ad_length ~ Gamma(4, 20) and bid ~ LogNormal(0.5, 0.4), coupled through a Gaussian copula.
+    rho = -CORRELATION if scenario == "correlation_change" else CORRELATION
+    z1 = rng.standard_normal(n)
+    z2 = rho * z1 + np.sqrt(1 - rho * rho) * rng.standard_normal(n)
+    ad_length = 20 * special.gammaincinv(4, special.ndtr(z1))
+    bid = np.exp(0.5 + 0.4 * z2)
+    stories_heavy = drift or scenario == "covariate_shift"
+    placement = _pick(
+        rng, PLACEMENTS, n, [0.1, 0.1, 0.2, 0.6] if stories_heavy else [0.5, 0.2, 0.2, 0.1]
+    )
     device = _pick(rng, DEVICES, n, [0.6, 0.3, 0.1])
     truth = (
         20 + 600 * ctr + 15 * sentiment - 0.05 * ad_length + 8 * bid + 10 * (placement == "feed")
     )
-    actual = np.clip(truth + rng.normal(0, 5, n), 0, 100)
+    # Stories ads are harder to score: more of their outcome is noise the model cannot see.
+    actual = np.clip(truth + rng.normal(0, 1, n) * np.where(placement == "stories", 10, 4), 0, 100)
     prediction = np.clip(truth + rng.normal(0, 3, n), 0, 100)
     if scenario == "performance_drop":  # the world changed, the model did not
         actual = np.clip(truth * 0.6 + 25 + rng.normal(0, 12, n), 0, 100)
@@ -105,14 +165,20 @@ def ad_score_batch(rng: np.random.Generator, n: int, scenario: str) -> Batch:
 
 def account_health_batch(rng: np.random.Generator, n: int, scenario: str) -> Batch:
     drift = scenario == "drift"
-    spend_trend = rng.normal(-0.8 if drift else 0.0, 1.0, n)
-    days = rng.exponential(12, n)
+    if scenario == "covariate_shift":  # nearer the boundary: fewer easy cases, same relation
+        spend_trend, days = rng.normal(0.6, 0.6, n), rng.exponential(6, n)
+    else:
+        spend_trend, days = rng.normal(-0.8 if drift else 0.0, 1.0, n), rng.exponential(12, n)
     tickets = rng.poisson(1.2, n).astype(float)
     plan = _pick(rng, PLANS, n, [0.1, 0.2, 0.3, 0.4] if drift else [0.4, 0.3, 0.2, 0.1])
     region = _pick(rng, REGIONS, n, [0.4, 0.3, 0.2, 0.1])
     logit = -1.0 - 0.9 * spend_trend + 0.06 * days + 0.4 * tickets - 0.5 * (plan == "enterprise")
-    p_true = 1 / (1 + np.exp(-logit))
-    score = np.clip(1 / (1 + np.exp(-(logit + rng.normal(0, 0.3, n)))), 0, 1)
+    # The model sees more than is logged (the noise); its score is over-confident by a fixed
+    # factor, so a calibration map is needed, and the outcome depends on the inputs only
+    # through the score, so that map holds under covariate shift.
+    seen = logit + rng.normal(0, 0.3, n)
+    score = np.clip(1 / (1 + np.exp(-seen)), 0, 1)
+    p_true = 1 / (1 + np.exp(-0.8 * seen))
     if scenario == "performance_drop":
         p_true = 1 / (1 + np.exp(-(-0.5 + 0.9 * spend_trend - 0.06 * days + 1.0)))
     actual = (rng.random(n) < p_true).astype(float)

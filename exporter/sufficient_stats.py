@@ -18,15 +18,20 @@ from exporter.baseline import (
     Baseline,
     CategoricalReference,
     NumericReference,
+    loss_input_names,
+    loss_inputs,
     prediction_values,
 )
 from exporter.config import ModelConfig
+from exporter.drift.multivariate import Pca
+from exporter.performance.loss_model import LossModel
 from exporter.rows import ALL, ESCAPE, OTHER, Rows, category_value, per_value, present
 from exporter.slices import Slice, resolve_all
 
 SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics.md for the bound)
 PREDICTION = "__prediction__"  # key of the model output's drift statistics
 LOG_LOSS_EPS = float(np.finfo(float).eps)  # clip to [eps, 1 - eps], as scikit-learn (>= 1.5) does
+ESTIMATED_CELLS = ("est_tp", "est_fp", "est_fn", "est_tn")  # CBPE's expected confusion cells
 
 
 class Layout:
@@ -134,10 +139,6 @@ def model_groups(model: ModelConfig, baseline: Baseline | None) -> Groups:
     return Groups(segments, slices, fairness)
 
 
-def numeric_names(model: ModelConfig) -> list[str]:
-    return [n for n, f in model.features.items() if f.type == "numeric"]
-
-
 def drift_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
     """Statistics by prediction time: drift, data quality, correlations, fairness of outputs."""
     layout = Layout()
@@ -157,11 +158,22 @@ def drift_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
         layout.add("bins", PREDICTION, width=baseline.prediction.n_bins)
         layout.add("below_sum", PREDICTION)
         layout.add("above_sum", PREDICTION)
-    k = len(numeric_names(model))
+    k = len(model.numeric_features)
     if baseline is not None and k >= 2:
         layout.add("corr_n")
         layout.add("corr_sum", width=k)
         layout.add("corr_cross", width=k * k)
+    if multivariate(model, baseline) is not None:
+        layout.add("mv_n")  # rows with every numeric feature present
+        layout.add("mv_err")  # sum of their PCA reconstruction errors
+    if estimates(model, baseline) and model.kind == "regression":
+        layout.add("dle_abs")  # sum of the rows' expected absolute errors
+        layout.add("dle_sq")  # and of their expected squared errors
+    elif estimates(model, baseline):
+        for cell in ESTIMATED_CELLS:  # expected confusion cells at the threshold
+            layout.add(cell)
+        layout.add("est_pos", width=SCORE_BINS)  # score histogram weighted by P(class 1)
+        layout.add("est_neg", width=SCORE_BINS)  # and by P(class 0)
     for attribute, groups in model_groups(model, baseline).fairness.items():
         for group in groups:
             for stat in ("fair_n", "fair_selected", "fair_output", "fair_output2"):
@@ -183,6 +195,12 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
                 layout.add(stat, group)
             layout.add("score_pos", group, width=SCORE_BINS)
             layout.add("score_neg", group, width=SCORE_BINS)
+    if estimates(model, baseline) and model.kind == "regression":
+        layout.add("dle_abs")  # labelled rows: sum of expected absolute errors under DLE
+        layout.add("dle_gap2")  # and of (|error| - expected)², for the gap's variance
+    elif estimates(model, baseline):
+        layout.add("est_correct")  # labelled rows: expected correct predictions under CBPE
+        layout.add("est_var")  # and the variance of the realised count around it
     label_stats = (
         ("fair_n", "fair_err", "fair_err2", "fair_err4", "fair_abs_err")
         if model.kind == "regression"
@@ -193,6 +211,41 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
             for stat in label_stats:
                 layout.add(stat, attribute, group)
     return layout
+
+
+def multivariate(model: ModelConfig, baseline: Baseline | None) -> Pca | None:
+    """The baseline's principal components, when on and fitted to the configured features."""
+    if baseline is None or baseline.multivariate is None or not model.multivariate.enabled:
+        return None
+    pca = baseline.multivariate
+    return pca if pca.features == model.numeric_features else None
+
+
+def loss_model(model: ModelConfig, baseline: Baseline | None) -> LossModel | None:
+    """The baseline's DLE loss models, when on and learned from the configured features."""
+    if baseline is None or baseline.loss_model is None or not model.estimation.enabled:
+        return None
+    inputs = loss_input_names(model)
+    return baseline.loss_model if baseline.loss_model.inputs == inputs else None
+
+
+def expected_losses(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> np.ndarray | None:
+    """DLE's expected absolute and squared error of each row (2 x rows), or None without loss
+    models. Computed once per batch read: when labels come with their predictions, the drift
+    and the performance fold take their rows' columns of it."""
+    losses = loss_model(model, baseline)
+    if losses is None:
+        return None
+    assert baseline is not None
+    return np.vstack(losses.predict(loss_inputs(model, baseline.features, rows)))
+
+
+def estimates(model: ModelConfig, baseline: Baseline | None) -> bool:
+    """Performance is estimated before labels: CBPE for a classifier whose baseline has a
+    calibration map, DLE for a regression whose baseline has loss models."""
+    if model.kind == "regression":
+        return loss_model(model, baseline) is not None
+    return model.estimation.enabled and baseline is not None and baseline.calibration is not None
 
 
 def score_bin(score: np.ndarray) -> np.ndarray:
@@ -237,26 +290,64 @@ def _fold_numeric(
         acc.count(("above_sum", name), mask=finite & (bins == ref.n_bins - 1), weights=values)
 
 
-def _fold_output_and_correlations(
-    acc: Accumulator, model: ModelConfig, baseline: Baseline, rows: Rows, output: np.ndarray
+def _fold_with_baseline(
+    acc: Accumulator,
+    model: ModelConfig,
+    baseline: Baseline,
+    rows: Rows,
+    output: np.ndarray,
+    losses: np.ndarray | None,
 ) -> None:
-    """The statistics that need a baseline: the output's bins and the correlation sums."""
+    """The statistics that need a baseline: the output's bins, the correlation sums, the PCA
+    reconstruction errors, and the estimates before labels (DLE's expected losses, CBPE's
+    expected confusion cells)."""
     layout = acc.layout
     ref = baseline.prediction
     bins = ref.bin(output)
     acc.count(("bins", PREDICTION), bins)
     acc.count(("below_sum", PREDICTION), mask=bins == 0, weights=output)
     acc.count(("above_sum", PREDICTION), mask=bins == ref.n_bins - 1, weights=output)
-    if ("corr_n",) in layout:
-        names = numeric_names(model)
-        shift = np.array([baseline.features[n].mean for n in names])
-        x = np.column_stack([rows.numeric[n].values for n in names]) - shift
-        complete = np.isfinite(x).all(axis=1)
-        x = np.where(complete[:, None], x, 0.0)
-        acc.count(("corr_n",), mask=complete)
-        for j in range(len(names)):
-            acc.count(("corr_sum",), j, mask=complete, weights=x[:, j])
-        acc.cross_products(("corr_cross",), x, complete)
+    names = model.numeric_features
+    if len(names) >= 2 and (("corr_n",) in layout or ("mv_n",) in layout):
+        raw = np.column_stack([rows.numeric[n].values for n in names])
+        complete = np.isfinite(raw).all(axis=1)
+        if ("corr_n",) in layout:
+            shift = np.array([baseline.features[n].mean for n in names])
+            x = np.where(complete[:, None], raw - shift, 0.0)
+            acc.count(("corr_n",), mask=complete)
+            for j in range(len(names)):
+                acc.count(("corr_sum",), j, mask=complete, weights=x[:, j])
+            acc.cross_products(("corr_cross",), x, complete)
+        pca = multivariate(model, baseline)
+        if pca is not None:
+            errors = np.zeros(len(rows))
+            errors[complete] = pca.errors(raw[complete])
+            acc.count(("mv_n",), mask=complete)
+            acc.count(("mv_err",), mask=complete, weights=errors)
+    if losses is None:
+        losses = expected_losses(model, baseline, rows)
+    if losses is not None:
+        acc.count(("dle_abs",), weights=losses[0])
+        acc.count(("dle_sq",), weights=losses[1])
+    elif estimates(model, baseline):
+        _fold_estimates(acc, model, baseline, rows)
+
+
+def _fold_estimates(acc: Accumulator, model: ModelConfig, baseline: Baseline, rows: Rows) -> None:
+    """CBPE's sums: each row is positive with the calibrated probability of its score."""
+    assert rows.score is not None and baseline.calibration is not None
+    p = baseline.calibration(rows.score)
+    predicted = rows.score >= model.performance.classification_threshold
+    for cell, mask, weights in (
+        ("est_tp", predicted, p),
+        ("est_fp", predicted, 1 - p),
+        ("est_fn", ~predicted, p),
+        ("est_tn", ~predicted, 1 - p),
+    ):
+        acc.count((cell,), mask=mask, weights=weights)
+    bins = score_bin(rows.score)
+    acc.count(("est_pos",), bins, weights=p)
+    acc.count(("est_neg",), bins, weights=1 - p)
 
 
 def fold_drift(
@@ -265,7 +356,10 @@ def fold_drift(
     baseline: Baseline | None,
     rows: Rows,
     bucket_of_row: np.ndarray,
+    losses: np.ndarray | None = None,
 ) -> Accumulator:
+    """Rows -> drift sums in the bucket of each row's time (`losses`: their `expected_losses`,
+    when the caller has them)."""
     acc = Accumulator(layout, bucket_of_row)
     acc.count(("rows",))
     for name, column in rows.numeric.items():
@@ -288,7 +382,7 @@ def fold_drift(
             acc.count(("bins", name), ref.bin(values), mask=has_value)
     output = prediction_values(rows)
     if baseline is not None:
-        _fold_output_and_correlations(acc, model, baseline, rows, output)
+        _fold_with_baseline(acc, model, baseline, rows, output, losses)
     chosen = selected(model, rows)
     for attribute, groups in model_groups(model, baseline).fairness.items():
         index = _group_index(rows.attributes[attribute], groups)
@@ -322,8 +416,10 @@ def fold_performance(
     baseline: Baseline | None,
     rows: Rows,
     bucket_of_row: np.ndarray,
+    losses: np.ndarray | None = None,
 ) -> Accumulator:
-    """Labelled rows -> performance sums in the bucket of each prediction's time."""
+    """Labelled rows -> performance sums in the bucket of each prediction's time (`losses`:
+    their `expected_losses`, when the caller has them)."""
     assert rows.label is not None
     acc = Accumulator(layout, bucket_of_row)
     y = rows.label
@@ -339,6 +435,11 @@ def fold_performance(
             "y": y - shift,
             "y2": (y - shift) ** 2,
         }
+        if losses is None:
+            losses = expected_losses(model, baseline, rows)
+        if losses is not None:
+            acc.count(("dle_abs",), weights=losses[0])
+            acc.count(("dle_gap2",), weights=(np.abs(err) - losses[0]) ** 2)
         per_group_stat = {
             "fair_n": None,
             "fair_err": err,
@@ -369,6 +470,11 @@ def fold_performance(
         }
         per_group_stat = {f"fair_{k}": v.astype(float) for k, v in confusion.items()}
         bins = score_bin(rows.score)
+        if estimates(model, baseline):
+            assert baseline is not None and baseline.calibration is not None
+            p_estimated = baseline.calibration(rows.score)
+            acc.count(("est_correct",), weights=np.where(predicted, p_estimated, 1 - p_estimated))
+            acc.count(("est_var",), weights=p_estimated * (1 - p_estimated))
     groups = model_groups(model, baseline)
     for group, mask in groups_of_rows(groups, baseline, rows):
         in_group = np.ones(len(rows), dtype=bool) if mask is None else mask

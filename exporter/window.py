@@ -20,6 +20,7 @@ from exporter.sufficient_stats import (
     Layout,
     Totals,
     drift_layout,
+    expected_losses,
     fold_drift,
     fold_performance,
     performance_layout,
@@ -107,16 +108,27 @@ class ModelWindow:
         in_drift = self.drift.is_live(drift_ids, now)
         perf_ids = self.performance.bucket_of(rows.ts)
         in_perf = self.performance.is_live(perf_ids, now)
+        labelled = in_perf & np.isfinite(rows.label) if rows.label is not None else None
+        # Once for the rows both folds take (labels read together with their predictions).
+        needed = in_drift.any() or (labelled is not None and labelled.any())
+        losses = expected_losses(self.model, self.baseline, rows) if needed else None
         if in_drift.any():
-            taken = rows.take(in_drift)
             acc = fold_drift(
-                self.drift_layout, self.model, self.baseline, taken, drift_ids[in_drift]
+                self.drift_layout,
+                self.model,
+                self.baseline,
+                rows.take(in_drift),
+                drift_ids[in_drift],
+                None if losses is None else losses[:, in_drift],
             )
             self.drift.add(acc.buckets, acc.matrix)
         self.add_prediction_counts(perf_ids[in_perf], np.ones(int(in_perf.sum())))
-        labelled = in_perf & np.isfinite(rows.label) if rows.label is not None else None
         if labelled is not None:  # labels read together with their predictions
-            self._fold_labelled(rows.take(labelled), perf_ids[labelled])
+            self._fold_labelled(
+                rows.take(labelled),
+                perf_ids[labelled],
+                None if losses is None else losses[:, labelled],
+            )
         kept = in_drift | in_perf
         if live:  # counters count what the window holds, never a row also counted as expired
             self.predictions_total += int(kept.sum())
@@ -148,10 +160,12 @@ class ModelWindow:
         future = perf_ids > self.performance.current(now)
         return int((~live_rows & ~future).sum()), int(future.sum())
 
-    def _fold_labelled(self, rows: Rows, bucket_ids: np.ndarray) -> None:
+    def _fold_labelled(
+        self, rows: Rows, bucket_ids: np.ndarray, losses: np.ndarray | None = None
+    ) -> None:
         if len(rows):
             acc = fold_performance(
-                self.performance_layout, self.model, self.baseline, rows, bucket_ids
+                self.performance_layout, self.model, self.baseline, rows, bucket_ids, losses
             )
             self.performance.add(acc.buckets, acc.matrix)
 

@@ -160,6 +160,21 @@ FEATURES = ["x1", "x2", "color"]
         ),
         (Evidence(FEATURES, [], fairness_violations=["tier"]), "medium", "fairness_violation"),
         (Evidence(FEATURES, ["x1"], label_coverage=0.01), "medium", "insufficient_labels"),
+        (
+            Evidence(FEATURES, [], estimated_degradation={"rmse": 0.40}, label_coverage=0.5),
+            "medium",  # an estimate never makes it high
+            "estimated_performance_degradation",
+        ),
+        (
+            Evidence(FEATURES, [], estimate_disagrees=True, label_coverage=0.5),
+            "medium",
+            "concept_drift",
+        ),
+        (
+            Evidence(FEATURES, [], multivariate_drift=True, label_coverage=0.5),
+            "medium",
+            "multivariate_drift",
+        ),
     ],
 )
 def test_each_trigger_fires(evidence: Evidence, urgency: str, trigger: str) -> None:
@@ -178,6 +193,9 @@ def test_each_trigger_fires(evidence: Evidence, urgency: str, trigger: str) -> N
         Evidence(
             [*FEATURES, "x4"], ["x1"], degradation={"rmse": 0.0}, label_coverage=0.9
         ),  # 25%: low
+        # estimated 15% worse: low (medium from the critical share); 5%: below the warning
+        Evidence(FEATURES, [], estimated_degradation={"mae": 0.15}, label_coverage=0.5),
+        Evidence(FEATURES, [], estimated_degradation={"mae": 0.05}, label_coverage=0.5),
     ],
 )
 def test_quiet_evidence_does_not_recommend(evidence: Evidence) -> None:

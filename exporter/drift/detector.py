@@ -14,7 +14,7 @@ import pandas as pd
 
 from exporter.config import ModelConfig
 from exporter.report import build_report
-from exporter.rows import Rows, from_dataframe
+from exporter.rows import Rows, feature_types, from_dataframe
 from exporter.sufficient_stats import totals_of_chunks
 from exporter.window import capture_baseline
 
@@ -38,13 +38,7 @@ class DataDriftDetector:
     ) -> None:
         """Thresholds given are honoured as given (the seed's `js_divergence` means the JS
         distance); with none, the project's defaults apply (docs/statistics.md)."""
-        categorical = set(categorical_features or [])
-        features = {
-            str(c): "numeric"
-            if c not in categorical and pd.api.types.is_numeric_dtype(reference_data[c])
-            else "categorical"
-            for c in reference_data.columns
-        }
+        features = feature_types(reference_data, categorical_features)
         model: dict[str, Any] = {
             "model_id": "drift_detector",
             "kind": "regression",
@@ -98,4 +92,7 @@ class DataDriftDetector:
             "drift_detected": bool(report.drifted_features),
             "drifted_features": report.drifted_features,
             "feature_metrics": metrics,
+            # The numeric features taken together (PCA reconstruction error); None with fewer
+            # than two numeric features or min_samples complete rows.
+            "multivariate": None if report.multivariate is None else vars(report.multivariate),
         }

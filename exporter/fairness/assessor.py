@@ -18,9 +18,8 @@ import pandas as pd
 from exporter.config import FairnessConfig, ModelConfig
 from exporter.fairness import mitigator
 from exporter.monitors.health import json_safe
-from exporter.report import FairnessReport, build_report
+from exporter.report import FairnessReport, report_of
 from exporter.rows import from_dataframe
-from exporter.sufficient_stats import totals_of
 
 
 class FairnessAssessor:
@@ -66,7 +65,7 @@ class FairnessAssessor:
         groups = {a: _frequent(metadata[a], self.max_groups) for a in self.protected_attributes}
         model = self._model(classifier, cutoff, groups)
         rows = from_dataframe(model, metadata, scores, actual)
-        report = build_report(model, None, totals_of(model, None, rows))
+        report = report_of(model, None, rows)
         results, recommendations = {}, []
         for attribute, fairness in report.fairness.items():
             results[attribute] = _result(fairness)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.config import ModelConfig
-from exporter.report import ModelReport
+from exporter.report import EstimatedPerformance, ModelReport
 from exporter.rows import ALL
 
 STATUSES = ("healthy", "warning", "critical")
@@ -57,21 +57,29 @@ def findings(model: ModelConfig, report: ModelReport) -> list[Finding]:
                 f"The output distribution drifted (PSI {report.prediction_drift.psi:.3f})",
             )
         )
-    worst = max(
-        report.degraded.items(),
-        key=lambda item: item[1],
-        default=None,
-    )
-    if worst is not None and worst[1] >= model.performance.degradation_warning:
-        metric, ratio = worst
-        severity = "high" if ratio >= model.performance.degradation_critical else "medium"
-        current = report.performance[ALL][metric]
-        base = report.baseline_performance[ALL][metric]
+    out.extend(_degradation(model, report.degraded, report.performance.get(ALL, {}), report))
+    estimated = report.estimated
+    if estimated is not None:
+        out.extend(_degradation(model, estimated.degraded, estimated.values, report, "estimated_"))
+        gap = estimated.disagreement
+        if gap is not None and gap.disagrees:
+            out.append(
+                Finding(
+                    "estimate_disagreement",
+                    "medium",
+                    f"Realised {gap.metric} differs from the estimate for the same rows by "
+                    f"{gap.gap:+.3g}: the model's outputs no longer mean what they did "
+                    "(concept drift?)",
+                )
+            )
+    if report.multivariate is not None and report.multivariate.detected:
+        mv = report.multivariate
         out.append(
             Finding(
-                "performance_degradation",
-                severity,
-                f"{metric} is {ratio:.0%} worse than baseline ({current:.4g} vs {base:.4g})",
+                "multivariate_drift",
+                "medium",
+                f"The numeric features moved together: PCA reconstruction error {mv.error:.3f} "
+                f"vs {mv.reference_error:.3f} in the baseline",
             )
         )
     for attribute, fairness in report.fairness.items():
@@ -128,6 +136,31 @@ def findings(model: ModelConfig, report: ModelReport) -> list[Finding]:
     return out
 
 
+def _degradation(
+    model: ModelConfig,
+    degraded: dict[str, float],
+    values: dict[str, float],
+    report: ModelReport,
+    kind: str = "",
+) -> list[Finding]:
+    """The worst metric worse than baseline beyond noise, if by the warning share or more;
+    `kind` "estimated_" for the estimate before labels."""
+    worst = max(degraded.items(), key=lambda item: item[1], default=None)
+    if worst is None or worst[1] < model.performance.degradation_warning:
+        return []
+    metric, ratio = worst
+    severity = "high" if ratio >= model.performance.degradation_critical else "medium"
+    base = report.baseline_performance[ALL][metric]
+    what = f"{'estimated ' if kind else ''}{metric}"
+    return [
+        Finding(
+            f"{kind}performance_degradation",
+            severity,
+            f"{what} is {ratio:.0%} worse than baseline ({values[metric]:.4g} vs {base:.4g})",
+        )
+    ]
+
+
 def store_findings(unreadable_rows: dict[str, int]) -> list[Finding]:
     """Rows the store holds for the model that the exporter cannot read make every number
     incomplete: a model is never reported healthy on a window that silently misses rows."""
@@ -157,6 +190,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def _estimated_json(estimated: EstimatedPerformance | None) -> dict[str, Any] | None:
+    if estimated is None:
+        return None
+    gap = estimated.disagreement
+    return {
+        "rows": estimated.rows,
+        "values": estimated.values,
+        "standard_errors": estimated.standard_errors,
+        "degradation": estimated.degradation,
+        "degraded": estimated.degradation_significant,
+        "disagreement": None if gap is None else vars(gap),
+    }
 
 
 def health_json(
@@ -212,6 +259,7 @@ def health_json(
                     "largest_change": report.correlation.largest_change,
                     "pair": list(report.correlation.pair),
                 },
+                "multivariate": None if report.multivariate is None else vars(report.multivariate),
             },
             "performance": {
                 "overall": report.performance.get(ALL, {}),
@@ -219,6 +267,7 @@ def health_json(
                 "baseline": report.baseline_performance.get(ALL, {}),
                 "degradation": report.degradation,
                 "degraded": report.degradation_significant,
+                "estimated": _estimated_json(report.estimated),
             },
             "data_quality": {
                 name: {k: v for k, v in vars(f.quality).items() if v is not None}

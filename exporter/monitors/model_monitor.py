@@ -15,11 +15,10 @@ from exporter.baseline import Baseline
 from exporter.config import Config, load_config
 from exporter.monitors import health
 from exporter.monitors.retraining_scheduler import Evidence, decide
-from exporter.report import ModelReport, build_report
+from exporter.report import ModelReport, report_of
 from exporter.rows import from_dataframe
 from exporter.storage.baseline_store import BaselineStore
 from exporter.storage.engine import create_engine
-from exporter.sufficient_stats import totals_of
 
 
 class ModelMonitor:
@@ -54,9 +53,7 @@ class ModelMonitor:
         self, recent_data: pd.DataFrame, predictions: Any, actuals: Any = None, scores: Any = None
     ) -> ModelReport:
         rows = from_dataframe(self.model, recent_data, predictions, actuals, scores)
-        self.last_report = build_report(
-            self.model, self.baseline, totals_of(self.model, self.baseline, rows)
-        )
+        self.last_report = report_of(self.model, self.baseline, rows)
         return self.last_report
 
     def check_model_health(

@@ -35,6 +35,10 @@ class Evidence:
     )  # metric -> ratio in the bad direction
     fairness_violations: list[str] = field(default_factory=list)
     label_coverage: float = math.nan
+    # Before labels: metric -> estimated ratio in the bad direction (CBPE, beyond noise)
+    estimated_degradation: dict[str, float] = field(default_factory=dict)
+    estimate_disagrees: bool = False  # realised and estimated differ: concept drift
+    multivariate_drift: bool = False
 
     @classmethod
     def from_report(cls, report: ModelReport) -> Evidence:
@@ -45,6 +49,13 @@ class Evidence:
             degradation=report.degraded,
             fairness_violations=[a for a, f in report.fairness.items() if f.violation],
             label_coverage=report.label_coverage,
+            estimated_degradation=report.estimated.degraded if report.estimated else {},
+            estimate_disagrees=bool(
+                report.estimated
+                and report.estimated.disagreement
+                and report.estimated.disagreement.disagrees
+            ),
+            multivariate_drift=bool(report.multivariate and report.multivariate.detected),
         )
 
 
@@ -89,6 +100,23 @@ def decide(
             fire("performance_degradation", "high", f"{metric} degraded {ratio:.0%} vs baseline")
         elif ratio >= model.performance.degradation_warning:
             fire("performance_degradation", "medium", f"{metric} degraded {ratio:.0%} vs baseline")
+    if rules.estimated_performance and evidence.estimated_degradation:
+        # An estimate is not a measurement: it asks for retraining at medium at most.
+        metric, ratio = max(evidence.estimated_degradation.items(), key=lambda item: item[1])
+        if ratio >= model.performance.degradation_warning:
+            fire(
+                "estimated_performance_degradation",
+                "medium" if ratio >= model.performance.degradation_critical else "low",
+                f"estimated {metric} degraded {ratio:.0%} vs baseline (before labels)",
+            )
+    if rules.concept_drift and evidence.estimate_disagrees:
+        fire(
+            "concept_drift",
+            "medium",
+            "realised accuracy departs from the estimate: scores no longer mean what they did",
+        )
+    if rules.multivariate_drift and evidence.multivariate_drift:
+        fire("multivariate_drift", "medium", "the numeric features changed how they move together")
     important = rules.important_features or evidence.features
     drifted = [f for f in evidence.drifted_features if f in important]
     if drifted and important:

@@ -47,6 +47,18 @@ def roc_auc(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float:
     return float(np.sum(pos_hist * (below + 0.5 * neg_hist)) / (positives * negatives))
 
 
+def confusion_metrics(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of a confusion matrix (counts or expectations)."""
+    n = tp + fp + fn + tn
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return {
+        "accuracy": (tp + tn) / n,
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+    }
+
+
 def classification(
     tp: float,
     fp: float,
@@ -60,12 +72,8 @@ def classification(
     n = tp + fp + fn + tn
     if n <= 0:
         return {}
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     return {
-        "accuracy": (tp + tn) / n,
-        "precision": precision,
-        "recall": recall,
-        "f1": _ratio(2 * precision * recall, precision + recall),
+        **confusion_metrics(tp, fp, fn, tn),
         "log_loss": log_loss / n,
         "brier_score": brier / n,
         "roc_auc": roc_auc(pos_hist, neg_hist),
@@ -88,6 +96,20 @@ def regression_standard_errors(
     }
 
 
+def confusion_standard_errors(
+    values: dict[str, float], tp: float, fp: float, fn: float, tn: float
+) -> dict[str, float]:
+    """Binomial standard errors of the rates (F1 as the share tp / (tp + (fp + fn) / 2)) and
+    Hanley-McNeil's of ROC AUC, for a window of these (possibly expected) class counts."""
+    return {
+        "accuracy": sig.proportion_se(values["accuracy"], tp + fp + fn + tn),
+        "precision": sig.proportion_se(values["precision"], tp + fp),
+        "recall": sig.proportion_se(values["recall"], tp + fn),
+        "f1": sig.proportion_se(values["f1"], tp + (fp + fn) / 2),
+        "roc_auc": sig.auc_se(values["roc_auc"], tp + fn, fp + tn),
+    }
+
+
 def classification_standard_errors(
     values: dict[str, float],
     tp: float,
@@ -97,20 +119,15 @@ def classification_standard_errors(
     log_loss: tuple[float, float],
     brier: tuple[float, float],
 ) -> dict[str, float]:
-    """Sampling standard errors of the metrics in `values`: binomial for the rates (F1 as the
-    share tp / (tp + (fp + fn) / 2)), Hanley-McNeil for ROC AUC, sample means for the losses
-    (`log_loss`, `brier`: sum and sum of squares)."""
+    """Sampling standard errors of the metrics in `values`: `confusion_standard_errors`, and
+    sample means for the losses (`log_loss`, `brier`: sum and sum of squares)."""
     n = tp + fp + fn + tn
     if n < 2:
         return {}
     return {
-        "accuracy": sig.proportion_se(values["accuracy"], n),
-        "precision": sig.proportion_se(values["precision"], tp + fp),
-        "recall": sig.proportion_se(values["recall"], tp + fn),
-        "f1": sig.proportion_se(values["f1"], tp + (fp + fn) / 2),
+        **confusion_standard_errors(values, tp, fp, fn, tn),
         "log_loss": sig.mean_se(*log_loss, n),
         "brier_score": sig.mean_se(*brier, n),
-        "roc_auc": sig.auc_se(values["roc_auc"], tp + fn, fp + tn),
     }
 
 

@@ -121,14 +121,21 @@ def _from_store(
         m: series(model[model.metric == m], "metric")
         for m in (
             "prediction_psi",
+            "multivariate_error",
             "refresh_duration_seconds",
             "window_predictions",
             "label_coverage",
         )
     }
     return {
-        "Performance": [Chart("Overall metrics", series(overall, "metric"))],
-        "Data drift": [Chart("PSI per feature", prefixed("psi:"))],
+        "Performance": [
+            Chart("Overall metrics", series(overall, "metric")),
+            Chart("Estimated before labels", prefixed("estimated:")),
+        ],
+        "Data drift": [
+            Chart("PSI per feature", prefixed("psi:")),
+            Chart("Multivariate drift (PCA error)", named["multivariate_error"]),
+        ],
         "Prediction distribution": [Chart("PSI of the output", named["prediction_psi"])],
         "Fairness": [Chart("Parity ratio per attribute", prefixed("parity_ratio:"), reference=0.8)],
         "Error analysis": [Chart("Error per segment", series(segments, "segment"))],

@@ -13,6 +13,7 @@ from typing import Any
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
+from exporter.metric_catalog import ESTIMATED_METRICS
 from exporter.mixin import MixinConfig
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -37,6 +38,7 @@ PERFORMANCE_UNITS = {
     "brier_score": "none",  # squared probability error
 }
 PERFORMANCE = "|".join(PERFORMANCE_UNITS)
+ESTIMATED = "|".join(ESTIMATED_METRICS)
 ROWS_PER_S = "suffix: rows/s"
 
 
@@ -388,6 +390,52 @@ def detail_dashboard(mixin: MixinConfig) -> g.Dashboard:
     )
     lay.add(
         timeseries(
+            "Estimated vs realised",
+            "Estimated before labels over the drift window (classifier: CBPE from the scores "
+            "and the baseline's calibration; regression: DLE from the baseline's loss models); "
+            "realised on labelled predictions; the baseline's. One axis per unit.",
+            [
+                target(
+                    f'{{__name__=~"model_estimated_performance_({ESTIMATED})",{M}}}',
+                    "estimated {{__name__}}",
+                ),
+                target(
+                    f'{{__name__=~"model_performance_({ESTIMATED})",{M},segment="all"}}',
+                    "realised {{__name__}}",
+                    "B",
+                ),
+                target(
+                    f'{{__name__=~"model_baseline_performance_({ESTIMATED})",{M},segment="all"}}',
+                    "baseline {{__name__}}",
+                    "C",
+                ),
+            ],
+            overrides=unit_overrides(PERFORMANCE_UNITS),
+        ),
+        w=12,
+    )
+    lay.add(
+        timeseries(
+            "Realised minus estimated",
+            "Accuracy or MAE on the same labelled rows: near 0 while the estimate's assumption "
+            "holds; the verdict series is 1 when the gap is beyond its limit and noise "
+            "(concept drift).",
+            [
+                target(
+                    f'{{__name__=~"model_estimated_performance_(accuracy|mae)_gap",{M}}}',
+                    "{{__name__}}",
+                ),
+                target(
+                    f"model_estimated_performance_disagreement{{{M}}}",
+                    "verdict {{metric}}",
+                    "B",
+                ),
+            ],
+        ),
+        w=12,
+    )
+    lay.add(
+        timeseries(
             "Per segment and slice",
             "The model's main metric per segment and edge-case slice.",
             [
@@ -483,6 +531,21 @@ def detail_dashboard(mixin: MixinConfig) -> g.Dashboard:
             "Correlation drift",
             "Largest change of a feature-pair correlation vs baseline.",
             [target(f"model_feature_correlation_drift{{{M}}}", "largest change")],
+        ),
+        w=12,
+    )
+    lay.add(
+        timeseries(
+            "Multivariate drift (PCA reconstruction error)",
+            "Mean reconstruction error of the window's numeric features, the baseline's, and "
+            "the bounds it must leave for a verdict (docs/estimation.md).",
+            [
+                target(f"model_multivariate_reconstruction_error{{{M}}}", "window"),
+                target(f"model_baseline_multivariate_reconstruction_error{{{M}}}", "baseline", "B"),
+                target(
+                    f"model_multivariate_reconstruction_error_threshold{{{M}}}", "{{bound}}", "C"
+                ),
+            ],
         ),
         w=12,
     )
