@@ -143,6 +143,7 @@ def main() -> None:
         ("drift_power", ["--windows", "20"] if quick else []),
         ("fairness_power", ["--windows", "20"] if quick else []),
         ("estimation", ["--windows", "10", "--reference", "10000"] if quick else []),
+        ("deadlines", ["--statements", "500"] if quick else []),
     ):
         outputs[name] = run(name, args)
 

@@ -6,9 +6,10 @@ server has the query. Three bounds together cover every wait:
 
 - connecting: libpq's `connect_timeout` (SQLite opens a file);
 - on the server: PostgreSQL `statement_timeout`, so a slow query ends cleanly;
-- on the client: a deadline armed around every statement; when it passes, the connection is
-  broken from our side (the socket shut down for PostgreSQL, `interrupt()` for SQLite), so the
-  blocked call raises like any other store error and the connection is discarded.
+- on the client: a deadline armed around every statement (one watchdog thread for all of them,
+  `storage/watchdog.py`); when it passes, the connection is broken from our side (the socket
+  shut down for PostgreSQL, `interrupt()` for SQLite), so the blocked call raises like any
+  other store error and the connection is discarded.
 
 SQLite's busy timeout bounds waits for a writer's lock. Pool checkouts wait at most the connect
 timeout. There is no pre-ping: its query would run outside the deadline; a connection found dead
@@ -28,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from exporter.config import StoreTimeouts
 from exporter.storage import json_codec
+from exporter.storage.watchdog import WATCHDOG
 
 # Grace after the server-side timeout before the client breaks the connection, so that a merely
 # slow query ends with the server's own error rather than a broken connection.
@@ -89,22 +91,14 @@ def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _arm(conn: sa.Connection, *_: Any) -> None:
         dbapi_conn = conn.connection.dbapi_connection
-        fired = threading.Event()
-
-        def expire() -> None:
-            fired.set()
-            _break(dbapi_conn)
-
-        timer = threading.Timer(limit, expire)
-        timer.daemon = True
-        conn.info["deadline"] = (timer, fired)
-        timer.start()
+        conn.info["deadline"] = WATCHDOG.arm(limit, lambda: _break(dbapi_conn))
 
     def _disarm(conn: sa.Connection) -> threading.Event | None:
-        timer, fired = conn.info.pop("deadline", (None, None))
-        if timer is not None:
-            timer.cancel()
-        return fired
+        deadline = conn.info.pop("deadline", None)
+        if deadline is None:
+            return None
+        deadline.cancel()
+        return deadline.fired
 
     @sa.event.listens_for(engine, "after_cursor_execute")
     def _after(conn: sa.Connection, *_: Any) -> None:
