@@ -310,9 +310,30 @@ def degradation_verdicts(
             (s("log_loss"), s("log_loss2")),
             (s("brier"), s("brier2")),
         )
-    compared = [m for m in errors if m in baseline and m in overall]
+    return worse_than_baseline(model, overall, baseline, errors)
+
+
+def worse_than_baseline(
+    model: ModelConfig,
+    values: dict[str, float],
+    baseline: dict[str, float],
+    errors: dict[str, float],
+) -> dict[str, bool]:
+    """Per metric with a value, a baseline and a standard error: worse than the baseline by
+    more than the critical z (performance.alpha, Bonferroni over the metrics compared) times
+    the error. Realised and estimated performance get the same verdict."""
+    compared = [m for m in errors if m in baseline and m in values]
     z = sig.critical_z(model.performance.alpha, len(compared))
-    return {m: pm.worse_beyond_noise(m, overall[m], baseline[m], errors[m], z) for m in compared}
+    return {m: pm.worse_beyond_noise(m, values[m], baseline[m], errors[m], z) for m in compared}
+
+
+def degradation_ratios(values: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """Relative change vs the baseline in the bad direction, per metric both have."""
+    return {
+        m: pm.degradation_ratio(m, v, baseline[m])
+        for m, v in values.items()
+        if m in baseline and m in pm.DIRECTION
+    }
 
 
 def _group_report(model: ModelConfig, totals: Totals, attribute: str, group: str) -> GroupReport:
@@ -524,16 +545,12 @@ def estimated_performance(
         values = est.estimate(tp, fp, fn, tn, dl.read(dv, "est_pos"), dl.read(dv, "est_neg"))
         errors = est.standard_errors(values, tp, fp, fn, tn)
     base = baseline.performance.get(ALL, {})
-    compared = [m for m in values if m in base]
-    z = sig.critical_z(model.performance.alpha, len(compared))
     return EstimatedPerformance(
         rows=int(rows),
         values=values,
         standard_errors=errors,
-        degradation={m: pm.degradation_ratio(m, values[m], base[m]) for m in compared},
-        degradation_significant={
-            m: pm.worse_beyond_noise(m, values[m], base[m], errors[m], z) for m in compared
-        },
+        degradation=degradation_ratios(values, base),
+        degradation_significant=worse_than_baseline(model, values, base, errors),
         disagreement=_estimate_disagreement(model, totals.performance_layout, totals.performance),
     )
 
@@ -611,11 +628,7 @@ def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) 
         segment_counts={g: int(pl.scalar(pv, "n", g)) for g in groups.performance},
         fairness={a: fairness_report(model, totals, a, gs) for a, gs in groups.fairness.items()},
         baseline_performance=base_perf,
-        degradation={
-            metric: pm.degradation_ratio(metric, value, base_overall[metric])
-            for metric, value in overall.items()
-            if metric in base_overall and metric in pm.DIRECTION
-        },
+        degradation=degradation_ratios(overall, base_overall),
         degradation_significant=degradation_verdicts(model, pl, pv, overall, base_overall),
         estimated=estimated_performance(model, baseline, totals),
         multivariate=multivariate_drift(model, baseline, dl, dv),

@@ -166,7 +166,7 @@ def drift_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
     if multivariate(model, baseline) is not None:
         layout.add("mv_n")  # rows with every numeric feature present
         layout.add("mv_err")  # sum of their PCA reconstruction errors
-    if estimates(model, baseline) and model.kind == "regression":
+    if loss_model(model, baseline) is not None:
         layout.add("dle_abs")  # sum of the rows' expected absolute errors
         layout.add("dle_sq")  # and of their expected squared errors
     elif estimates(model, baseline):
@@ -195,7 +195,7 @@ def performance_layout(model: ModelConfig, baseline: Baseline | None) -> Layout:
                 layout.add(stat, group)
             layout.add("score_pos", group, width=SCORE_BINS)
             layout.add("score_neg", group, width=SCORE_BINS)
-    if estimates(model, baseline) and model.kind == "regression":
+    if loss_model(model, baseline) is not None:
         layout.add("dle_abs")  # labelled rows: sum of expected absolute errors under DLE
         layout.add("dle_gap2")  # and of (|error| - expected)², for the gap's variance
     elif estimates(model, baseline):

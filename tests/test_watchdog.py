@@ -1,13 +1,14 @@
 """The statement-deadline watchdog: deadlines fire in time order, after their time and not
-before, cancelled ones never, an earlier deadline armed later wakes the sleeping thread, and
-however many are armed, one thread serves them all."""
+before, cancelled ones never, an earlier deadline armed later wakes the sleeping thread,
+however many are armed one thread serves them all, and a forked child has its own."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-from exporter.storage.watchdog import Watchdog
+from exporter.storage.watchdog import WATCHDOG, Watchdog
 from tests.servers import wait_for
 
 
@@ -46,3 +47,16 @@ def test_one_thread_serves_every_deadline_and_survives_a_failing_action() -> Non
     watchdog.arm(0.1, done.set)
     assert done.wait(5)  # still firing after the failed action
     assert threading.active_count() == before + 1
+
+
+def test_a_forked_child_arms_its_own_deadlines() -> None:
+    """A gunicorn worker is a fork of a process that may have armed deadlines (its watchdog
+    thread does not survive the fork, its lock may have been held): the child's fire."""
+    WATCHDOG.arm(30, lambda: None).cancel()  # the parent's thread is running
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its own deadline fires
+        fired = threading.Event()
+        WATCHDOG.arm(0.05, fired.set)
+        os._exit(0 if fired.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

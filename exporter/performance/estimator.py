@@ -35,7 +35,7 @@ class PerformanceEstimator:
         labels or one class."""
         features = {SCORE: "numeric"}
         settings = {"performance": {"classification_threshold": threshold, "alpha": alpha}}
-        self._learn("binary_classification", features, settings, min_reference_labels)
+        self._configure("binary_classification", features, settings, min_reference_labels)
         scores = np.asarray(reference_scores, dtype=float)
         self._capture(pd.DataFrame({SCORE: scores}), scores, reference_labels)
 
@@ -54,11 +54,11 @@ class PerformanceEstimator:
         estimator = cls.__new__(cls)
         features = feature_types(reference_data, categorical_features)
         settings = {"performance": {"alpha": alpha}}
-        estimator._learn("regression", features, settings, min_reference_labels)
+        estimator._configure("regression", features, settings, min_reference_labels)
         estimator._capture(reference_data, reference_predictions, reference_actuals)
         return estimator
 
-    def _learn(
+    def _configure(
         self,
         kind: str,
         features: dict[str, str],

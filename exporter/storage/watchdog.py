@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,9 +35,15 @@ class Deadline:
 
 class Watchdog:
     def __init__(self) -> None:
+        self._order = itertools.count()  # ties in time fire in arming order
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty, without a thread: also what a forked child (a gunicorn worker) starts from,
+        since the parent's thread is not there and its lock may have been held at the fork.
+        The parent's deadlines guard the parent's connections, not the child's."""
         self._wake = threading.Condition()
         self._due: list[tuple[float, int, Deadline]] = []
-        self._order = itertools.count()  # ties in time fire in arming order
         self._thread: threading.Thread | None = None
 
     def arm(self, seconds: float, action: Callable[[], None]) -> Deadline:
@@ -44,8 +51,7 @@ class Watchdog:
         with self._wake:
             entry = (time.monotonic() + seconds, next(self._order), deadline)
             heapq.heappush(self._due, entry)
-            # Started on first use, and again in a forked child (threads do not survive fork).
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:  # first use (in this process)
                 self._thread = threading.Thread(
                     target=self._run, name="store-deadlines", daemon=True
                 )
@@ -81,3 +87,4 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._reset)
