@@ -348,25 +348,23 @@ class ModelRefresher:
         # A rebuild reads to the end; a live read for at most max_read_seconds, then shows
         # what is left as lag (the next refreshes go on from the cursor).
         deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
-        limit = self.settings.batch_rows
-        while True:
-            frame = self._fetch_rows(
-                stream.kind, Span(stream.start, until, after=stream.cursor), limit
-            )
-            if len(frame):
-                epoch = self._order_epoch(stream, frame)
-                self._fold(stream, frame, epoch, now)
-                stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
-                self._recovered(stream.kind)  # a long rebuild is reading the store: up
-            if len(frame) < limit:
-                stream.lag = 0.0
-                if stream.rebuilding:
-                    stream.rebuilding = False
-                    log.info("model %s: %s read up to date", self.model.model_id, stream.kind)
+        limit, behind = self.settings.batch_rows, False
+        span = Span(stream.start, until, after=stream.cursor)
+        for frame in self._pages(stream, span, self._fetch_rows):
+            epoch = self._order_epoch(stream, frame)
+            self._fold(stream, frame, epoch, now)
+            stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
+            self._recovered(stream.kind)  # a long rebuild is reading the store: up
+            if len(frame) == limit and deadline is not None and time.monotonic() >= deadline:
+                behind = True
                 break
-            if deadline is not None and time.monotonic() >= deadline:
-                stream.lag = max(0.0, until - (stream.last_time or until))
-                break
+        if behind:
+            stream.lag = max(0.0, until - (stream.last_time or until))
+        else:
+            stream.lag = 0.0
+            if stream.rebuilding:
+                stream.rebuilding = False
+                log.info("model %s: %s read up to date", self.model.model_id, stream.kind)
         self.status.lag_seconds = max(
             s.lag for s in (self._predictions, self._labels) if s is not None
         )

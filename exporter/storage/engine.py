@@ -11,9 +11,11 @@ server has the query. Three bounds together cover every wait:
   shut down for PostgreSQL, `interrupt()` for SQLite), so the blocked call raises like any
   other store error and the connection is discarded.
 
-SQLite's busy timeout bounds waits for a writer's lock. Pool checkouts wait at most the connect
-timeout. There is no pre-ping: its query would run outside the deadline; a connection found dead
-by a real statement is invalidated with the rest of the pool, and the caller retries once.
+The deadline covers `execute` and, for reads through `fetch_all`, the fetch as well: SQLite does
+its work while rows are fetched. SQLite's busy timeout bounds waits for a writer's lock. Pool
+checkouts wait at most the connect timeout. There is no pre-ping: its query would run outside
+the deadline; a connection found dead by a real statement is invalidated with the rest of the
+pool, and the caller retries once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,15 +30,25 @@ from sqlalchemy.engine import Engine
 
 from exporter.config import StoreTimeouts
 from exporter.storage import json_codec
-from exporter.storage.watchdog import WATCHDOG
+from exporter.storage.watchdog import WATCHDOG, Deadline
 
 # Grace after the server-side timeout before the client breaks the connection, so that a merely
 # slow query ends with the server's own error rather than a broken connection.
 _CLIENT_GRACE = 1.0
 
 
+# conn.info keys: the statement's armed deadline, and "keep it armed past execute" (fetch_all).
+_DEADLINE, _HOLD = "deadline", "hold_deadline"
+
+
 class DeadlineExceededError(sa.exc.OperationalError):
     """A statement outlived the statement timeout and its connection was broken."""
+
+    @classmethod
+    def of(cls, statement: str | None, parameters: Any, limit: float) -> DeadlineExceededError:
+        return cls(
+            statement, parameters, TimeoutError(f"no answer from the store within {limit:g}s")
+        )
 
 
 def _break(dbapi_conn: Any) -> None:
@@ -54,6 +65,41 @@ def _break(dbapi_conn: Any) -> None:
         dup = socket.socket(fileno=os.dup(pgconn.socket))
         with contextlib.closing(dup):
             dup.shutdown(socket.SHUT_RDWR)
+
+
+def _disarm(info: dict[Any, Any]) -> Deadline | None:
+    """Cancel the deadline armed for the statement of a connection (its `info`), if any."""
+    deadline = info.pop(_DEADLINE, None)
+    if deadline is not None:
+        deadline.cancel()
+    return deadline
+
+
+def fetch_all(conn: sa.Connection, stmt: sa.Executable) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The column names and rows of `stmt` as the driver's plain tuples, execute and fetch
+    under one deadline.
+
+    SQLAlchemy's `Row` objects cost more than the query on large reads (and pandas probes each
+    for a `dtype` when it builds a frame from them), so the rows come from the DBAPI cursor; a
+    driver error there is translated the way SQLAlchemy translates one from `execute`.
+    """
+    info = conn.info  # the pooled connection's: still there once `conn` is invalidated
+    info[_HOLD] = True
+    try:
+        result = conn.execute(stmt)
+        try:
+            return list(result.keys()), result.cursor.fetchall()
+        except conn.dialect.loaded_dbapi.Error as exc:
+            deadline = _disarm(info)
+            if deadline is not None and deadline.fired.is_set():
+                conn.invalidate(exc)  # broken from our side: never hand it out again
+                raise DeadlineExceededError.of(None, None, deadline.seconds) from exc
+            raise sa.exc.DBAPIError.instance(
+                None, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
+    finally:
+        info.pop(_HOLD, None)
+        _disarm(info)
 
 
 def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
@@ -91,31 +137,21 @@ def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _arm(conn: sa.Connection, *_: Any) -> None:
         dbapi_conn = conn.connection.dbapi_connection
-        conn.info["deadline"] = WATCHDOG.arm(limit, lambda: _break(dbapi_conn))
-
-    def _disarm(conn: sa.Connection) -> threading.Event | None:
-        deadline = conn.info.pop("deadline", None)
-        if deadline is None:
-            return None
-        deadline.cancel()
-        return deadline.fired
+        conn.info[_DEADLINE] = WATCHDOG.arm(limit, lambda: _break(dbapi_conn))
 
     @sa.event.listens_for(engine, "after_cursor_execute")
     def _after(conn: sa.Connection, *_: Any) -> None:
-        _disarm(conn)
+        if not conn.info.get(_HOLD):
+            _disarm(conn.info)
 
     @sa.event.listens_for(engine, "handle_error")
     def _error(context: sa.engine.ExceptionContext) -> Exception | None:
         if context.connection is None:
             return None
-        fired = _disarm(context.connection)
-        if fired is not None and fired.is_set():
+        deadline = _disarm(context.connection.info)
+        if deadline is not None and deadline.fired.is_set():
             context.is_disconnect = True  # the connection is broken: never hand it out again
-            return DeadlineExceededError(
-                context.statement,
-                context.parameters,
-                TimeoutError(f"no answer from the store within {limit:g}s"),
-            )
+            return DeadlineExceededError.of(context.statement, context.parameters, limit)
         return None
 
     return engine

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ModelConfig
+from exporter.storage.engine import fetch_all
 from exporter.storage.time_format import (
     TEXT_TIME_PATTERN,
     TimeFormat,
@@ -442,15 +443,10 @@ class ModelSource:
         return terms
 
     def _fetch(self, stmt: sa.Select[Any]) -> pd.DataFrame:
-        """The rows of `stmt` as a frame, built column by column: `DataFrame.from_records` on
-        SQLAlchemy rows probes every row for a `dtype` (an exception each, pandas 3), which
-        cost more than the query itself."""
+        """The rows of `stmt` as a frame, from the driver's plain tuples (`fetch_all`)."""
         with self.engine.connect() as conn:
-            result = conn.execute(stmt)
-            columns, rows = list(result.keys()), result.all()
-        if not rows:
-            return pd.DataFrame(columns=columns)
-        return pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))
+            columns, rows = fetch_all(conn, stmt)
+        return pd.DataFrame.from_records(rows, columns=columns)
 
     def _predictions_from(
         self, with_labels: bool

@@ -140,7 +140,9 @@ class TimeFormat:
         if self.kind == "epoch":
             return pd.to_numeric(values, errors="coerce").astype(float) / self.scale
         if self.kind == "text":
-            values = values.astype(object).where(values.map(lambda v: isinstance(v, str)))
+            if pd.api.types.infer_dtype(values, skipna=True) != "string":  # checked in C
+                # A number in a text column (SQLite keeps any value) is no time, not an epoch.
+                values = values.astype(object).where(values.map(lambda v: isinstance(v, str)))
             stamps = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
         else:
             stamps = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")

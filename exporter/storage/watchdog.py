@@ -25,6 +25,7 @@ class Deadline:
     """One armed deadline: `fired` is set (before `action` runs) when it passed uncancelled."""
 
     action: Callable[[], None]
+    seconds: float  # as armed, for the error that says how long was waited
     fired: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
 
@@ -47,7 +48,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def arm(self, seconds: float, action: Callable[[], None]) -> Deadline:
-        deadline = Deadline(action)
+        deadline = Deadline(action, seconds)
         with self._wake:
             entry = (time.monotonic() + seconds, next(self._order), deadline)
             heapq.heappush(self._due, entry)
