@@ -16,7 +16,7 @@ from exporter.config import Config, ModelConfig, parse_config
 from exporter.rows import parse_rows
 from exporter.storage.baseline_store import BaselineStore, read_range
 from exporter.storage.engine import create_engine
-from exporter.storage.prediction_store import create_schema
+from exporter.storage.prediction_store import create_schema, default_tables, metadata_tables
 from exporter.window import capture_baseline
 
 
@@ -47,7 +47,8 @@ def store_parser(doc: str) -> argparse.ArgumentParser:
 
 def open_store(url: str, models: list[dict], **exporter: Any) -> tuple[Config, sa.Engine]:
     """The config of `models` on `url` (reads without a lag or a refresh interval, so the
-    simulated clock alone decides what a scrape sees), and the engine, schema created."""
+    simulated clock alone decides what a scrape sees), and the engine, with the models' tables
+    and the project's dropped and created empty (a benchmark of several sizes reuses the URL)."""
     config = parse_config(
         {
             "store": {"url": url},
@@ -56,6 +57,13 @@ def open_store(url: str, models: list[dict], **exporter: Any) -> tuple[Config, s
         }
     )
     engine = create_engine(url)
+    ours = sa.MetaData()
+    metadata_tables(ours)
+    for model in config.models:
+        for table in default_tables(model, sa.MetaData()):
+            if table.key not in ours.tables:  # models may share a table
+                table.to_metadata(ours)
+    ours.drop_all(engine)
     create_schema(engine, config)
     return config, engine
 
