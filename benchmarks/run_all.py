@@ -1,5 +1,6 @@
-"""`make bench`: every benchmark, one after the other, and one table of the targets of issue 11
-(speed at scale) and issue 12 (estimation accuracy).
+"""`make bench`: every benchmark, one after the other, one table of the targets of issue 11
+(speed at scale) and issue 12 (estimation accuracy), and the batch API's time beside Evidently's
+and NannyML's (`competitors.py`, in a virtualenv of their own created on first use).
 
 Each benchmark runs in its own process (SQLite, and PostgreSQL when it answers at
 MODEL_MONITOR_BENCH_PG, default 127.0.0.1:5432/test, in a fresh schema `bench` per run); its
@@ -51,6 +52,18 @@ def batch_figures(text: str) -> tuple[float | None, float | None]:
         return None, None
     last = lines[-1]
     return float(last[7]), max(float(last[8]), float(last[10]))
+
+
+def competitors(text: str) -> str:
+    """The line `competitors.py` printed for its largest size, said as the two ratios."""
+    lines = [line.split() for line in text.splitlines() if re.match(r"\s*[\d,]+\s+[\d.]+s", line)]
+    if not lines:
+        return "Evidently and NannyML: no figure (see var/bench/competitors.log)"
+    rows, evidently, nannyml = lines[-1][0], lines[-1][4], lines[-1][5]
+    return (
+        f"same data, {rows} rows per side: Evidently {evidently}, NannyML {nannyml} "
+        "the detector's time"
+    )
 
 
 def estimation_targets(text: str) -> list[Target]:
@@ -144,6 +157,7 @@ def main() -> None:
         ("fairness_power", ["--windows", "20"] if quick else []),
         ("estimation", ["--windows", "10", "--reference", "10000"] if quick else []),
         ("deadlines", ["--statements", "500"] if quick else []),
+        ("competitors", ["--sizes", "20000"] if quick else []),
     ):
         outputs[name] = run(name, args)
 
@@ -194,6 +208,7 @@ def main() -> None:
         met = ratio <= 1 if t.ceiling else ratio >= 1
         verdict = "met" if met else "NOT met"
         print(f"{t.what:54} {t.value:>10,.2f} {t.bound:>8,g} {ratio:>6.2f}  {verdict}")
+    print(f"\n{competitors(outputs['competitors'])}")
     print(f"\nlogs: {LOGS}")
 
 
