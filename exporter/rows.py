@@ -159,8 +159,12 @@ class Rows:
 
 def numeric_column(raw: pd.Series) -> NumericColumn:
     """Coerce a column to float, telling missing values (null, NaN) from wrong types."""
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    missing = raw.isna().to_numpy()
+    if raw.dtype.kind in "fiu":  # numbers already (the common case): no coercion to pay for
+        values = raw.to_numpy(dtype=float)
+        missing = np.isnan(values)
+    else:
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        missing = raw.isna().to_numpy()
     finite = np.isfinite(values)
     return NumericColumn(np.where(finite, values, np.nan), missing, ~missing & ~finite)
 

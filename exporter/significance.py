@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
+from scipy import special
 
 
 def critical_z(alpha: float, comparisons: int) -> float:
     """One-sided critical value at family-wise level `alpha` over `comparisons` tests."""
-    return float(stats.norm.isf(alpha / max(1, comparisons)))
+    return float(-special.ndtri(alpha / max(1, comparisons)))  # norm.isf, without its dispatch
 
 
 def pairs(groups: int) -> int:
