@@ -96,7 +96,7 @@ def test_a_keyset_read_on_a_never_analyzed_table_is_an_ordered_index_scan(pg_url
                 for i in range(n)
             ],
         )
-        analyzed = sa.text("SELECT reltuples FROM pg_class WHERE relname = :t")
+        analyzed = sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)")
         assert conn.execute(analyzed, {"t": table.name}).scalar_one() < 0  # the planner guesses
     source = ModelSource(engine, model)
     first = source.read_predictions(Span(T0 - 7200, T0), n // 2)  # a rebuild half way through
@@ -105,6 +105,7 @@ def test_a_keyset_read_on_a_never_analyzed_table_is_an_ordered_index_scan(pg_url
     sql = stmt.compile(engine, compile_kwargs={"literal_binds": True})
     with engine.connect() as conn:
         plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN ANALYZE {sql}"))
+    engine.dispose()
     # The page's rows straight from the index, in order: not the other half of the table
     # gathered by bitmap and sorted for the first 10,000 of them.
     assert "Index Scan" in plan, plan
