@@ -1,7 +1,9 @@
 """prometheus_client Collector: model reports -> fresh metric families on every scrape.
 
-Nothing here keeps metric state between scrapes; the numbers live in the refreshers' reports and
-counters, and each scrape builds new families from them (Prometheus' "Writing exporters").
+The numbers live in the refreshers' reports and counters, and each scrape builds new families
+from them (Prometheus' "Writing exporters"). The one thing kept between scrapes is each model's
+report samples for as long as that report object stands: a report is immutable and replaced
+whenever the window's sums change, so the samples of an idle model are built once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from exporter import __version__
 from exporter.config import ModelConfig
@@ -39,6 +42,16 @@ class _Families:
 
     def family(self, name: str) -> Metric:
         return self._families[name][1]
+
+    def samples(self) -> dict[str, list[Sample]]:
+        """The samples added, by family: what a cached report contributes to later scrapes."""
+        return {
+            name: family.samples for name, (_, family) in self._families.items() if family.samples
+        }
+
+    def extend(self, samples: dict[str, list[Sample]]) -> None:
+        for name, more in samples.items():
+            self._families[name][1].samples.extend(more)
 
     def __iter__(self) -> Iterator[Metric]:
         return (family for _, family in self._families.values() if family.samples)
@@ -239,6 +252,8 @@ class ModelCollector(Collector):
 
     def __init__(self, service: MonitorService) -> None:
         self.service = service
+        # model -> (report, its samples); status samples, which change, are built every time.
+        self._cached: dict[str, tuple[ModelReport, dict[str, list[Sample]]]] = {}
 
     def describe(self) -> Iterator[Metric]:
         """Every family of the catalog, empty: what lets the registry answer `name[]` filters
@@ -263,6 +278,16 @@ class ModelCollector(Collector):
         for refresher in self.service.refreshers.values():
             _status_samples(out, refresher)
             if refresher.report is not None:
-                _report_samples(out, refresher.report)
+                out.extend(self._samples_of(refresher.model.model_id, refresher.report))
                 _verdict_samples(out, refresher)
         yield from out
+
+    def _samples_of(self, model_id: str, report: ModelReport) -> dict[str, list[Sample]]:
+        cached = self._cached.get(model_id)
+        if cached is not None and cached[0] is report:
+            return cached[1]
+        built = _Families()
+        _report_samples(built, report)
+        samples = built.samples()
+        self._cached[model_id] = (report, samples)
+        return samples

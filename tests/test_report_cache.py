@@ -1,10 +1,13 @@
 """An idle model's report is reused, never stale: a refresh builds a new report exactly when the
-window's sums change (new rows, a bucket leaving the window, a new baseline)."""
+window's sums change (new rows, a bucket leaving the window, a new baseline); the collector's
+samples of a report are built once and render exactly as a fresh collector's."""
 
 from __future__ import annotations
 
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.collector import ModelCollector
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.report import build_report
 from exporter.service import MonitorService
@@ -27,16 +30,7 @@ def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
     refresher.refresh()
     assert refresher.report is idle and refresher.report == fresh()
 
-    d = regression_rows(np.random.default_rng(3), 50)
-    with PredictionLogger(config) as logger:
-        for i in range(50):
-            logger.log_prediction(
-                "reg",
-                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                float(d["prediction"][i]),
-                timestamp=clock() - 3,
-                attributes={"tier": "gold"},
-            )
+    _log_new_rows(config, clock)
     clock.advance(5)
     refresher.refresh()
     assert refresher.report is not idle and refresher.report == fresh()
@@ -47,3 +41,51 @@ def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
     refresher.refresh()
     assert refresher.report is not with_rows and refresher.report == fresh()
     assert refresher.report.window_predictions < with_rows.window_predictions
+
+
+def _log_new_rows(config, clock: Clock) -> None:
+    d = regression_rows(np.random.default_rng(3), 50)
+    with PredictionLogger(config) as logger:
+        for i in range(50):
+            logger.log_prediction(
+                "reg",
+                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                float(d["prediction"][i]),
+                timestamp=clock() - 3,
+                attributes={"tier": "gold"},
+            )
+
+
+def _render(collector: ModelCollector) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry)
+
+
+def test_cached_report_samples_render_as_a_fresh_collectors(tmp_path) -> None:
+    config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=None)
+    seed_regression(config, np.random.default_rng(2))
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    service.start_warmup().join()
+    refresher = service.refreshers["reg"]
+    collector = ModelCollector(service)  # kept across scrapes, as the app keeps it
+
+    first = _render(collector)
+    idle = refresher.report
+    clock.advance(5)
+    refresher.refresh()
+    assert refresher.report is idle
+    again = _render(collector)
+    assert collector._cached["reg"][0] is idle  # served from the cache
+    assert again == _render(ModelCollector(service))  # a collector that has seen nothing
+    assert b'model_feature_psi{feature="x1",model_id="reg"}' in again
+
+    _log_new_rows(config, clock)
+    clock.advance(5)
+    refresher.refresh()
+    assert refresher.report is not idle
+    changed = _render(collector)
+    assert changed == _render(ModelCollector(service))
+    assert changed != first
+    assert collector._cached["reg"][0] is refresher.report
