@@ -8,18 +8,25 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import ModelCollector
+from exporter.config import Config
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.report import build_report
 from exporter.service import MonitorService
 from tests.conftest import T0, Clock, make_config, regression_rows, seed_regression
 
 
-def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
+def _started(tmp_path) -> tuple[Config, Clock, MonitorService]:
+    """A regression model with its window built, on a clock that moves only when told."""
     config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=None)
     seed_regression(config, np.random.default_rng(2))
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     service.start_warmup().join()
+    return config, clock, service
+
+
+def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
+    config, clock, service = _started(tmp_path)
     refresher = service.refreshers["reg"]
 
     def fresh() -> object:
@@ -43,7 +50,7 @@ def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
     assert refresher.report.window_predictions < with_rows.window_predictions
 
 
-def _log_new_rows(config, clock: Clock) -> None:
+def _log_new_rows(config: Config, clock: Clock) -> None:
     d = regression_rows(np.random.default_rng(3), 50)
     with PredictionLogger(config) as logger:
         for i in range(50):
@@ -63,11 +70,7 @@ def _render(collector: ModelCollector) -> bytes:
 
 
 def test_cached_report_samples_render_as_a_fresh_collectors(tmp_path) -> None:
-    config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=None)
-    seed_regression(config, np.random.default_rng(2))
-    clock = Clock(T0)
-    service = MonitorService(config, clock=clock)
-    service.start_warmup().join()
+    config, clock, service = _started(tmp_path)
     refresher = service.refreshers["reg"]
     collector = ModelCollector(service)  # kept across scrapes, as the app keeps it
 
