@@ -11,12 +11,14 @@ the test report.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import requests
 
 from exporter.cli import capture
-from exporter.config import load_config
+from exporter.config import Config, load_config
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.simulator import ACCOUNT_HEALTH, AD_SCORE, LabelDelay, Simulator
 from tests.binaries import alertmanager, prometheus
@@ -29,20 +31,29 @@ MODEL = "ad_score_model_v1"
 CLASSIFIER = "account_health_model_v1"
 
 
-def test_each_problem_reaches_its_receivers_and_resolves(tmp_path, record_property) -> None:
+def _set_up(tmp_path: Path, model: str) -> tuple[Receivers, Path, Config, PredictionLogger]:
+    """Loopback receivers, the exporter's config for `model`, and a logger writing its store."""
     binary("promtool")
-    receivers = Receivers()
-    inbox = receivers.inbox
-    config_path = exporter_config(tmp_path, (MODEL,))
+    config_path = exporter_config(tmp_path, (model,))
     config = load_config(config_path)
-    logger = PredictionLogger(config, flush_interval=0.2)
+    return Receivers(), config_path, config, PredictionLogger(config, flush_interval=0.2)
+
+
+def _serve(config_path: Path, port: int, log: Path) -> subprocess.Popen:
+    """The exporter serving `config_path` on 127.0.0.1:`port`."""
+    listen = f"--web.listen-address=127.0.0.1:{port}"
+    return model_monitor("serve", "--config", str(config_path), listen, log=log)
+
+
+def test_each_problem_reaches_its_receivers_and_resolves(tmp_path, record_property) -> None:
+    receivers, config_path, config, logger = _set_up(tmp_path, MODEL)
+    inbox = receivers.inbox
     sim = Simulator(logger, {AD_SCORE: MODEL}, rate=RATE, delay=LabelDelay(0.3, 1.5, 0.05), seed=3)
     end = time.time() - 600
     sim.seed_reference(end - 600, end, 6000)
     capture(config, MODEL, end - 600, end, command="test")
     port = free_port()
-    serve = ["serve", "--config", str(config_path), f"--web.listen-address=127.0.0.1:{port}"]
-    exporter = model_monitor(*serve, log=tmp_path / "exporter.log")
+    exporter = _serve(config_path, port, tmp_path / "exporter.log")
     traffic = Traffic(sim)
     timings: list[str] = []
     try:
@@ -131,7 +142,7 @@ def test_each_problem_reaches_its_receivers_and_resolves(tmp_path, record_proper
 
             stop(exporter)
             t_down = problem(None, "ModelMonitorExporterDown", {"pagerduty", "slack"})
-            exporter, t_up = model_monitor(*serve, log=tmp_path / "exporter2.log"), time.time()
+            exporter, t_up = _serve(config_path, port, tmp_path / "exporter2.log"), time.time()
             resolved("ModelMonitorExporterDown", {"pagerduty"}, t_down, ended=t_up)
 
             # Severity routing held for everything sent, not just what was waited for.
@@ -156,25 +167,15 @@ def test_estimated_drop_is_alerted_before_any_label_of_it_arrives(
     """The classifier's inputs shift towards its decision boundary; its labels take an hour.
     ModelMonitorEstimatedPerformanceDegraded reaches Slack while the exporter has read no label
     at all since the stable phase, and no labelled prediction is in the performance window."""
-    binary("promtool")
-    receivers = Receivers()
+    receivers, config_path, config, logger = _set_up(tmp_path, CLASSIFIER)
     inbox = receivers.inbox
-    config_path = exporter_config(tmp_path, (CLASSIFIER,))
-    config = load_config(config_path)
-    logger = PredictionLogger(config, flush_interval=0.2)
     end = time.time() - 600
     reference = Simulator(logger, {ACCOUNT_HEALTH: CLASSIFIER}, delay=LabelDelay(1, 5, 0.0), seed=4)
     reference.seed_reference(end - 600, end, 6000)
     capture(config, CLASSIFIER, end - 600, end, command="test")
     sim = Simulator(logger, {ACCOUNT_HEALTH: CLASSIFIER}, delay=LabelDelay(3600, 7200, 0.0), seed=5)
     port = free_port()
-    exporter = model_monitor(
-        "serve",
-        "--config",
-        str(config_path),
-        f"--web.listen-address=127.0.0.1:{port}",
-        log=tmp_path / "exporter.log",
-    )
+    exporter = _serve(config_path, port, tmp_path / "exporter.log")
     traffic = Traffic(sim)
     alert = "ModelMonitorEstimatedPerformanceDegraded"
 

@@ -23,7 +23,7 @@ from exporter.baseline import Baseline
 from exporter.monitors import health
 from exporter.performance import PerformanceEstimator
 from exporter.performance.estimation import Calibration, expected_calibration_error
-from exporter.report import report_of
+from exporter.report import ModelReport, report_of
 from exporter.simulator import ACCOUNT_HEALTH, account_health_batch, reference_model
 from exporter.sufficient_stats import SCORE_BINS, totals_of, totals_of_chunks
 from exporter.window import capture_baseline
@@ -144,11 +144,7 @@ def test_estimates_track_realised_performance_when_calibration_holds(baseline, s
 
 def test_covariate_shift_is_a_drop_seen_before_labels_and_stable_is_not(baseline) -> None:
     rng = np.random.default_rng(5)
-    shifted = report_of(
-        MODEL,
-        baseline,
-        rows_of(account_health_batch(rng, 5000, "covariate_shift"), False),
-    )
+    shifted = _unlabelled_shift(baseline, rng)
     realised = roc_auc_score(*_held_back(rng, "covariate_shift"))
     assert realised < baseline.performance["all"]["roc_auc"] - 0.04  # the drop is real
     assert shifted.estimated.degradation_significant["roc_auc"]
@@ -159,6 +155,13 @@ def test_covariate_shift_is_a_drop_seen_before_labels_and_stable_is_not(baseline
             rows_of(account_health_batch(rng, 5000, "stable"), False),
         )
         assert not any(stable.estimated.degradation_significant.values())
+
+
+def _unlabelled_shift(baseline: Baseline, rng: np.random.Generator) -> ModelReport:
+    """The report of a covariate-shifted window of 5,000 rows whose labels have not come."""
+    return report_of(
+        MODEL, baseline, rows_of(account_health_batch(rng, 5000, "covariate_shift"), False)
+    )
 
 
 def _held_back(rng: np.random.Generator, scenario: str) -> tuple[np.ndarray, np.ndarray]:
@@ -214,11 +217,7 @@ def test_notebook_api_gives_the_windows_numbers(baseline) -> None:
 
 def test_findings_and_health_json_carry_the_estimate(baseline) -> None:
     rng = np.random.default_rng(12)
-    shifted = report_of(
-        MODEL,
-        baseline,
-        rows_of(account_health_batch(rng, 5000, "covariate_shift"), False),
-    )
+    shifted = _unlabelled_shift(baseline, rng)
     found = {f.type: f for f in health.findings(MODEL, shifted)}
     worst = max(shifted.estimated.degraded.values())
     assert found["estimated_performance_degradation"].severity == (
