@@ -10,11 +10,11 @@ from prometheus_client import (
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
-    make_wsgi_app,
 )
 
 from exporter.collector import ModelCollector
 from exporter.config import Config
+from exporter.exposition import metrics_app
 from exporter.monitors import health
 from exporter.service import MonitorService
 from exporter.sharding import Shard
@@ -42,8 +42,8 @@ def create_app(
 ) -> Flask:
     """The exporter's WSGI app; `threads`: of the worker serving it (sizes the refusal delay's
     share of them, see `BasicAuth`). The metrics are served at `telemetry_path` by
-    prometheus_client's own WSGI app (its `name[]` filter, gzip and OpenMetrics negotiation),
-    ahead of Flask's routing."""
+    `exposition.metrics_app` (prometheus_client's negotiation, `name[]` filter and gzip, with
+    each model's kept text), ahead of Flask's routing."""
     service = service or MonitorService(config, shard=shard)
     registry = CollectorRegistry()
     registry.register(ModelCollector(service))
@@ -70,7 +70,7 @@ def create_app(
         wait = max(0.0, timeout * 0.9 - 0.25) if service.ready else 0.0
         service.refresh_all(wait)
 
-    exposition = make_wsgi_app(registry)
+    exposition = metrics_app(registry)
     routes = app.wsgi_app
 
     def dispatch(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

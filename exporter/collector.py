@@ -2,8 +2,9 @@
 
 The numbers live in the refreshers' reports and counters, and each scrape builds new families
 from them (Prometheus' "Writing exporters"). The one thing kept between scrapes is each model's
-report samples for as long as that report object stands: a report is immutable and replaced
-whenever the window's sums change, so the samples of an idle model are built once.
+report samples, and their text, for as long as that report object stands: a report is immutable
+and replaced whenever the window's sums change, so the samples of an idle model are built and
+formatted once (`exporter.exposition` serves the kept text).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -19,7 +21,8 @@ from prometheus_client.samples import Sample
 from exporter import __version__
 from exporter.config import ModelConfig
 from exporter.drift.feature_drift import DriftResult
-from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS, MetricSpec
+from exporter.exposition import RenderedFamily, sample_line
+from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS
 from exporter.monitors import health
 from exporter.refresher import ModelRefresher
 from exporter.report import FairnessReport, FeatureReport, ModelReport
@@ -28,33 +31,46 @@ from exporter.service import MonitorService
 
 
 class _Families:
-    """One scrape's families by name; samples whose value is NaN or None are skipped."""
+    """One scrape's families by name, each with its samples' text (`sample_line`); samples whose
+    value is NaN or None are skipped."""
 
     def __init__(self) -> None:
-        self._families: dict[str, tuple[MetricSpec, Metric]] = {
-            spec.name: (spec, spec.family()) for spec in CATALOG
-        }
+        self._families = {spec.name: spec.family() for spec in CATALOG}
+        self._text: dict[str, list[str]] = {name: [] for name in self._families}
 
     def add(self, name: str, labels: list[str], value: float | bool | None) -> None:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return
-        self._families[name][1].add_metric(labels, float(value))
+        self.add_metric(name, labels, float(value))
 
-    def family(self, name: str) -> Metric:
-        return self._families[name][1]
+    def add_metric(self, name: str, *args: Any) -> None:
+        """The family's own `add_metric` (info, stateset and histogram take more than a value),
+        its new samples formatted."""
+        family = self._families[name]
+        before = len(family.samples)
+        family.add_metric(*args)
+        self._text[name].extend(sample_line(s) for s in family.samples[before:])
 
-    def samples(self) -> dict[str, list[Sample]]:
-        """The samples added, by family: what a cached report contributes to later scrapes."""
+    def kept(self) -> dict[str, tuple[list[Sample], str]]:
+        """The samples added and their text, by family: what a cached report contributes to
+        later scrapes."""
         return {
-            name: family.samples for name, (_, family) in self._families.items() if family.samples
+            name: (family.samples, "".join(self._text[name]))
+            for name, family in self._families.items()
+            if family.samples
         }
 
-    def extend(self, samples: dict[str, list[Sample]]) -> None:
-        for name, more in samples.items():
-            self._families[name][1].samples.extend(more)
+    def extend(self, kept: dict[str, tuple[list[Sample], str]]) -> None:
+        for name, (samples, text) in kept.items():
+            self._families[name].samples.extend(samples)
+            self._text[name].append(text)
 
-    def __iter__(self) -> Iterator[Metric]:
-        return (family for _, family in self._families.values() if family.samples)
+    def __iter__(self) -> Iterator[RenderedFamily]:
+        return (
+            RenderedFamily(family, "".join(self._text[name]))
+            for name, family in self._families.items()
+            if family.samples
+        )
 
 
 def _drift_samples(out: _Families, prefix: str, labels: list[str], drift: DriftResult) -> None:
@@ -222,12 +238,16 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
         out.add("model_predictions", [m], window.predictions_total)
         out.add("model_labels", [m], window.labels_total)
         if refresher.model.source.latency_column:
-            out.family("model_prediction_latency_seconds").add_metric(
-                [m], window.latency.cumulative(), window.latency.sum
+            out.add_metric(
+                "model_prediction_latency_seconds",
+                [m],
+                window.latency.cumulative(),
+                window.latency.sum,
             )
     baseline = refresher.baseline
     if baseline is not None:
-        out.family("model_baseline").add_metric(
+        out.add_metric(
+            "model_baseline",
             [m],
             {
                 "version": str(baseline.version),
@@ -240,7 +260,7 @@ def _status_samples(out: _Families, refresher: ModelRefresher) -> None:
 def _verdict_samples(out: _Families, refresher: ModelRefresher) -> None:
     m = refresher.model.model_id
     status = health.status_of(refresher.findings)
-    out.family("model_health_status").add_metric([m], {s: s == status for s in health.STATUSES})
+    out.add_metric("model_health_status", [m], {s: s == status for s in health.STATUSES})
     if refresher.decision is not None:
         out.add("model_retraining_recommended", [m], refresher.decision.should_retrain)
         out.add("model_retraining_urgency", [m], refresher.decision.urgency_level)
@@ -253,7 +273,7 @@ class ModelCollector(Collector):
     def __init__(self, service: MonitorService) -> None:
         self.service = service
         # model -> (report, its samples); status samples, which change, are built every time.
-        self._cached: dict[str, tuple[ModelReport, dict[str, list[Sample]]]] = {}
+        self._cached: dict[str, tuple[ModelReport, dict[str, tuple[list[Sample], str]]]] = {}
 
     def describe(self) -> Iterator[Metric]:
         """Every family of the catalog, empty: what lets the registry answer `name[]` filters
@@ -263,7 +283,8 @@ class ModelCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         out = _Families()
-        out.family("model_monitor_build").add_metric(
+        out.add_metric(
+            "model_monitor_build",
             [],
             {
                 "version": __version__,
@@ -272,8 +293,8 @@ class ModelCollector(Collector):
         )
         if self.service.shard is not None:
             shard = self.service.shard
-            out.family("model_monitor_shard").add_metric(
-                [], {"shard": str(shard.index), "shards": str(shard.count)}
+            out.add_metric(
+                "model_monitor_shard", [], {"shard": str(shard.index), "shards": str(shard.count)}
             )
         for refresher in self.service.refreshers.values():
             _status_samples(out, refresher)
@@ -282,12 +303,14 @@ class ModelCollector(Collector):
                 _verdict_samples(out, refresher)
         yield from out
 
-    def _samples_of(self, model_id: str, report: ModelReport) -> dict[str, list[Sample]]:
+    def _samples_of(
+        self, model_id: str, report: ModelReport
+    ) -> dict[str, tuple[list[Sample], str]]:
         cached = self._cached.get(model_id)
         if cached is not None and cached[0] is report:
             return cached[1]
         built = _Families()
         _report_samples(built, report)
-        samples = built.samples()
-        self._cached[model_id] = (report, samples)
-        return samples
+        kept = built.kept()
+        self._cached[model_id] = (report, kept)
+        return kept

@@ -312,8 +312,8 @@ class ModelRefresher:
         if perf_start < predictions.start:
             counts = self.source.count_by_bucket(
                 "predictions",
-                Span(perf_start, now, before=predictions.start),
                 int(window.performance.width),
+                Span(perf_start, now, before=predictions.start),
             )
             window.add_prediction_counts(
                 np.fromiter(counts, dtype=np.int64), np.fromiter(counts.values(), dtype=float)
@@ -393,12 +393,12 @@ class ModelRefresher:
             return
         last = stream.last_time
         behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
-        store = self.source.count_by_bucket(stream.kind, Span(max(keep, behind), last), int(width))
+        spans = [Span(max(keep, behind), last)]
         start = max(keep, stream.sweep if stream.sweep is not None else keep)
         end = min(last, float(np.ceil((start + (last - keep) * share) / width)) * width)
         if end > start:
-            swept = Span(start, end, before=end if end < last else None)
-            store |= self.source.count_by_bucket(stream.kind, swept, int(width))
+            spans.append(Span(start, end, before=end if end < last else None))
+        store = self.source.count_by_bucket(stream.kind, int(width), *spans)
         complete = end >= last
         stream.sweep, stream.swept_at = (keep if complete else end), now
         short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))

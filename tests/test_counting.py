@@ -192,6 +192,15 @@ def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
     source = MonitorService(config).refreshers["reg"].source
     for width in (1, 7, 60):
         expected = Counter(math.floor(t / width) for t in epochs)
-        counted = source.count_by_bucket("predictions", Span(T0 - 120, T0), width)
+        counted = source.count_by_bucket("predictions", width, Span(T0 - 120, T0))
         assert counted == dict(expected), width
+        # Two spans in one statement: each counted over its own range, the later one's count
+        # standing where they share a bucket (here a bucket cut by the first span's end).
+        first, second = (T0 - 60, T0 - 52.5), (T0 - 53, T0)
+        merged = {
+            **Counter(math.floor(t / width) for t in epochs if first[0] <= t < first[1]),
+            **Counter(math.floor(t / width) for t in epochs if second[0] <= t <= second[1]),
+        }
+        spans = Span(*first, before=first[1]), Span(*second)
+        assert source.count_by_bucket("predictions", width, *spans) == merged, width
     engine.dispose()

@@ -1,0 +1,126 @@
+"""The /metrics endpoint: prometheus_client's formats, with each model's lines formatted once.
+
+prometheus_client formats every sample of every scrape and, doing so, validates and escapes every
+label name (0.26: about two thirds of a 50-model scrape's rendering). A model's report samples,
+1,800 for 50 features, change only when its report does, so the collector keeps them formatted
+(`RenderedFamily.text`) and this app joins the kept text. Everything else is prometheus_client's
+own: content negotiation (`choose_encoder`), the `name[]` filter, gzip, and the formatting of any
+family that carries no text, or of all of them when the negotiated escaping would rename ours.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+EOF = b"# EOF\n"
+# Escapings that leave a legacy name (letters, digits, underscores) as it is: the only ones under
+# which kept text is what prometheus_client would write.
+NAME_PRESERVING = (UNDERSCORES, ALLOWUTF8)
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def sample_line(sample: Sample) -> str:
+    """One sample as both text formats write it, for legacy metric and label names and samples
+    without timestamp or exemplar (the model families' samples): labels sorted by name, values
+    escaped, the value as Go prints it."""
+    value = floatToGoString(sample.value)
+    if not sample.labels:
+        return f"{sample.name} {value}\n"
+    labels = ",".join(f'{k}="{_escaped(v)}"' for k, v in sorted(sample.labels.items()))
+    return f"{sample.name}{{{labels}}} {value}\n"
+
+
+class RenderedFamily(Metric):
+    """A family with its samples and, formatted by `sample_line`, their text.
+
+    The samples stay complete: a `name[]` filter or a renaming escaping goes through
+    prometheus_client, which reads them (and drops the text, its copies being plain `Metric`s).
+    """
+
+    def __init__(self, family: Metric, text: str) -> None:
+        super().__init__(family.name, family.documentation, family.type, family.unit)
+        self.samples = family.samples
+        self.text = text
+
+
+class _One:
+    """A registry of one family: what prometheus_client's encoders format."""
+
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> Iterable[Metric]:
+        return (self.family,)
+
+
+def _encode(registry: CollectorRegistry, encoder: Callable[..., bytes], om: bool) -> bytes:
+    """The registry's families as `encoder` writes them, with a kept family's header from
+    `encoder` (the family without samples) and its samples from its text."""
+    parts = []
+    for family in registry.collect():
+        if isinstance(family, RenderedFamily):
+            empty = Metric(family.name, family.documentation, family.type, family.unit)
+            header = encoder(_One(empty))
+            parts.append(header.removesuffix(EOF) if om else header)
+            parts.append(family.text.encode())
+        else:
+            own = encoder(_One(family))
+            parts.append(own.removesuffix(EOF) if om else own)
+    if om:
+        parts.append(EOF)
+    return b"".join(parts)
+
+
+def _body(registry: CollectorRegistry, accept: str | None, params: dict) -> tuple[bytes, str]:
+    encoder, content_type = choose_encoder(accept or "")
+    if "name[]" in params:
+        registry = registry.restricted_registry(params["name[]"])
+    escaping = content_type.partition("escaping=")[2] or UNDERSCORES
+    if escaping not in NAME_PRESERVING:
+        return encoder(registry), content_type
+    return _encode(registry, encoder, content_type.startswith("application/openmetrics")), (
+        content_type
+    )
+
+
+def metrics_app(
+    registry: CollectorRegistry,
+) -> Callable[[WSGIEnvironment, StartResponse], Iterator[bytes]]:
+    """A WSGI app serving `registry` as prometheus_client's `make_wsgi_app` does (methods,
+    negotiation, `name[]`, gzip), through `_encode`."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method == "OPTIONS":
+            start_response("200 OK", [("Allow", "OPTIONS,GET")])
+            return iter((b"",))
+        if method != "GET":
+            status = "405 Method Not Allowed"
+            start_response(status, [("Allow", "OPTIONS,GET")])
+            return iter((f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode(),))
+        params = parse_qs(environ.get("QUERY_STRING", ""))
+        output, content_type = _body(registry, environ.get("HTTP_ACCEPT"), params)
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            output = gzip.compress(output)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return iter((output,))
+
+    return app
