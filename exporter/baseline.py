@@ -20,6 +20,7 @@ import pandas as pd
 from exporter.config import ModelConfig
 from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
+from exporter.drift.binning import EdgeCounter, count_at_or_below
 from exporter.performance.estimation import Calibration
 from exporter.performance.loss_model import LossModel
 from exporter.rows import Rows, category_value, per_value, present
@@ -76,9 +77,15 @@ class NumericReference:
             names = [f"{name}#{b}" for b, name in enumerate(names)]
         return tuple(names)
 
+    @functools.cached_property
+    def _inner(self) -> tuple[np.ndarray, EdgeCounter | None]:
+        """The edges between the fine bins, and their counter (built once per reference)."""
+        inner = self.edges[1:-1]
+        return inner, EdgeCounter.of(inner)
+
     def bin(self, x: np.ndarray) -> np.ndarray:
         """Fine bin of each finite value: 0 below the baseline minimum, last above its maximum."""
-        idx = np.searchsorted(self.edges[1:-1], x, side="right") + 1
+        idx = count_at_or_below(*self._inner, x) + 1
         idx[x < self.edges[0]] = 0
         idx[x > self.edges[-1]] = len(self.edges)
         return idx

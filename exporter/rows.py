@@ -314,22 +314,24 @@ def from_dataframe(
         )
 
     def column(name: str, mapped: str | None = None) -> object:
+        """The frame's own column (its dtype kept: no re-inference of text), or all missing."""
         for key in (name, mapped):
             if key is not None and key in data:
-                return data[key].to_numpy()
+                return data[key].reset_index(drop=True)
         return np.full(n, None, dtype=object)
 
-    frame = pd.DataFrame({ID: np.arange(n), PREDICTION: values})
+    columns: dict[str, object] = {ID: np.arange(n), PREDICTION: values}
     if scores is not None:
-        frame[SCORE] = np.asarray(scores, dtype=float)
+        columns[SCORE] = np.asarray(scores, dtype=float)
     if actuals is not None:
-        frame[LABEL] = np.asarray(actuals, dtype=float)
+        columns[LABEL] = np.asarray(actuals, dtype=float)
     for name in model.features:
-        frame[feature_key(name)] = column(name, model.feature_column(name))
+        columns[feature_key(name)] = column(name, model.feature_column(name))
     for segment in model.segments:
-        frame[segment_key(segment.column)] = column(segment.column)
+        columns[segment_key(segment.column)] = column(segment.column)
     for attribute in model.protected_attributes:
-        frame[attribute_key(attribute)] = column(attribute)
+        columns[attribute_key(attribute)] = column(attribute)
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(n))
     rows, _ = parse_rows(
         frame, model, pd.Series(np.zeros(n)), label="none" if actuals is None else "optional"
     )

@@ -72,3 +72,33 @@ def test_chunks_give_the_numbers_of_one_pass(monkeypatch) -> None:
                 assert math.isclose(value, other, rel_tol=1e-12, abs_tol=1e-15), (name, key)
             else:
                 assert value == other, (name, key)
+
+
+def test_dtypes_and_index_do_not_change_the_numbers() -> None:
+    """The frame's columns are taken with their own dtypes: text as object, pandas' string or
+    category dtype, numbers as float or nullable Int64, under a shuffled index, give the
+    numbers of plain columns under a fresh index."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+
+    def plain(shift: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "x": rng.normal(shift, 1, n),
+                "k": rng.integers(0, 9, n).astype(float),
+                "plan": np.array(rng.choice(["basic", "pro", "all", "~x"], n), dtype=object),
+            }
+        )
+
+    def dressed(frame: pd.DataFrame, text: str) -> pd.DataFrame:
+        out = frame.astype({"k": "Int64", "plan": text})
+        out.index = rng.permutation(n) * 7 + 100
+        return out
+
+    reference, current = plain(0.0), plain(0.4)
+    expected = DataDriftDetector(reference, categorical_features=["plan"]).detect_drift(current)
+    for text in ("object", "string", "category"):
+        got = DataDriftDetector(
+            dressed(reference, text), categorical_features=["plan"]
+        ).detect_drift(dressed(current, text))
+        assert got == expected, text

@@ -17,6 +17,7 @@ from exporter import significance as sig
 from exporter.baseline import NumericReference
 from exporter.config import parse_config
 from exporter.drift import statistical as st
+from exporter.drift.binning import EdgeCounter, count_at_or_below
 from exporter.report import build_report
 from exporter.rows import parse_rows
 from exporter.storage.prediction_store import (
@@ -240,3 +241,45 @@ def test_null_quantiles_and_p_values_are_scipy_distributions(
         rel=1e-9,
         abs=1e-300,
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sample=hnp.arrays(
+        float,
+        hs.integers(2, 400),
+        elements=hs.one_of(
+            hs.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False),
+            hs.integers(-50, 50).map(float),  # ties: few distinct values, crowded edges
+            hs.floats(-1e300, 1e300),  # ranges near the floats' own resolution and limits
+        ),
+    ),
+    extra=hnp.arrays(float, hs.integers(0, 50), elements=hs.floats(allow_nan=False)),
+)
+def test_edge_counter_is_searchsorted(sample: np.ndarray, extra: np.ndarray) -> None:
+    """The grid's count is numpy's binary search's, on quantile edges as a baseline makes them,
+    for the edges themselves, their neighbouring floats, values beyond them and infinities."""
+    edges = np.unique(np.quantile(sample, np.linspace(0.0, 1.0, 101)))
+    counter = EdgeCounter.of(edges)
+    x = np.concatenate(
+        [
+            sample,
+            edges,
+            np.nextafter(edges, -np.inf),
+            np.nextafter(edges, np.inf),
+            extra,
+            [-np.inf, np.inf],
+        ]
+    )
+    expected = np.searchsorted(edges, x, side="right")
+    assert np.array_equal(count_at_or_below(edges, counter, x), expected)
+    if counter is not None:
+        assert np.array_equal(counter.count(x), expected)
+
+
+def test_edge_counter_serves_the_usual_baselines() -> None:
+    """The grid is used (not binary search) for bell-shaped and integer-valued features."""
+    rng = np.random.default_rng(0)
+    for sample in (rng.normal(size=10_000), rng.integers(0, 30, 10_000).astype(float)):
+        edges = np.unique(np.quantile(sample, np.linspace(0.0, 1.0, 101)))[1:-1]
+        assert EdgeCounter.of(edges) is not None

@@ -1,0 +1,69 @@
+"""How many of a fixed set of sorted edges lie at or below each of many values: the answer of
+`numpy.searchsorted(edges, x, side="right")`, several times faster.
+
+Binary search over ~100 quantile edges costs 60-90 ns a value on this project's machines, almost
+all of it mispredicted branches: binning is a quarter of the batch API's time on a million rows.
+A uniform grid over the edges' range tells where to start for each value, and a few vectorised
+steps forward (as many as the most edges any three neighbouring cells hold) finish the count.
+The answer is exactly searchsorted's (a property test checks it, edges and their neighbouring
+floats included); edge sets the grid would not serve well (edges crowded into a few cells, a
+range too narrow for the floats' resolution) get searchsorted itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+GRID = 4096  # cells over the edges' range
+MAX_STEPS = 8  # more steps than this and binary search is as cheap
+
+
+@dataclass(frozen=True)
+class EdgeCounter:
+    """`count(x)` = the number of `edges` <= x, for x without NaN."""
+
+    edges: np.ndarray  # sorted, distinct
+    lo: float
+    scale: float  # cells per unit of x
+    below: np.ndarray  # per cell: the edges strictly below its left end
+    padded: np.ndarray  # the edges, then NaN (a step past the last edge never moves)
+    steps: int
+
+    @classmethod
+    def of(cls, edges: np.ndarray) -> EdgeCounter | None:
+        """The counter for `edges`, or None where binary search is the better tool."""
+        if len(edges) < 2:
+            return None
+        lo, hi = float(edges[0]), float(edges[-1])
+        # The cell of a value is computed in floats: each cell must span many of them, and the
+        # range must be a float itself.
+        if not math.isfinite(hi - lo) or (hi - lo) / GRID < 64 * np.spacing(max(-lo, hi)):
+            return None
+        scale = GRID / (hi - lo)
+        below = np.searchsorted(edges, lo + np.arange(GRID) / scale, side="left").astype(
+            np.min_scalar_type(len(edges))  # a byte per cell for ~100 edges: 4 KB a feature
+        )
+        # A value is started one cell low (a rounding margin) and ends at most two cells on:
+        # the steps needed are the most edges in any three neighbouring cells.
+        ends = np.append(below, len(edges))[np.minimum(np.arange(GRID) + 2, GRID)]
+        steps = int((ends - below[np.maximum(np.arange(GRID) - 1, 0)]).max())
+        if steps > MAX_STEPS:
+            return None
+        return cls(edges, lo, scale, below, np.append(edges, np.nan), steps)
+
+    def count(self, x: np.ndarray) -> np.ndarray:
+        cell = np.clip((x - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
+        n = self.below[cell]
+        for _ in range(self.steps):
+            n += self.padded[n] <= x
+        return n.astype(np.intp)
+
+
+def count_at_or_below(edges: np.ndarray, counter: EdgeCounter | None, x: np.ndarray) -> np.ndarray:
+    """`numpy.searchsorted(edges, x, side="right")`, through `counter` when there is one."""
+    if counter is None:
+        return np.searchsorted(edges, x, side="right")
+    return counter.count(x)
