@@ -196,9 +196,12 @@ def classifier_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 T0 = 1_800_000_000.0  # a whole minute: the fixed 'now' of tests on a Clock
 
 
-def seed_regression(config, rng: np.random.Generator, n_live: int = 200) -> list[str]:
+def seed_regression(
+    config, rng: np.random.Generator, n_live: int = 200, tiers: tuple[str, ...] = ("gold",)
+) -> list[str]:
     """Through the PredictionLogger: a baseline an hour back, `n_live` clean predictions in the
-    last minutes with their labels a second later, and a baseline captured."""
+    last minutes with their labels a second later, and a baseline captured; the rows' `tier`
+    attribute goes round `tiers`."""
     ids = []
     with PredictionLogger(config) as logger:
         for start, end, n in ((T0 - 7200, T0 - 3600, 1000), (T0 - 300, T0 - 10, n_live)):
@@ -209,7 +212,7 @@ def seed_regression(config, rng: np.random.Generator, n_live: int = 200) -> list
                     {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
                     float(d["prediction"][i]),
                     timestamp=float(ts),
-                    attributes={"tier": "gold"},
+                    attributes={"tier": tiers[i % len(tiers)]},
                 )
                 logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=float(ts) + 1)
                 ids.append(pid)

@@ -17,13 +17,11 @@ from werkzeug.test import Client
 
 from exporter.collector import ModelCollector
 from exporter.exposition import metrics_app
-from exporter.logging.prediction_logger import PredictionLogger
 from exporter.service import MonitorService
-from tests.conftest import REGRESSION_MODEL, T0, Clock, make_config, regression_rows
-from tests.test_baseline import capture
+from tests.conftest import REGRESSION_MODEL, T0, Clock, make_config, seed_regression
 
 # Protected groups are the data's own values: every character the formats must escape.
-TIERS = ['gold "vip"', "back\\slash", "new\nline", "ünïcode ✓"]
+TIERS = ('gold "vip"', "back\\slash", "new\nline", "ünïcode ✓")
 
 ACCEPT = [
     None,  # text 0.0.4
@@ -56,20 +54,7 @@ def registry(tmp_path_factory) -> CollectorRegistry:
     """A regression model with fairness across `TIERS`, window built and refreshed."""
     url = f"sqlite:///{tmp_path_factory.mktemp('exposition') / 's.db'}"
     config = make_config(url, models=[{**REGRESSION_MODEL, "protected_attributes": ["tier"]}])
-    rng = np.random.default_rng(5)
-    with PredictionLogger(config) as logger:
-        for start, end, n in ((T0 - 7200, T0 - 3600, 800), (T0 - 300, T0 - 10, 400)):
-            d = regression_rows(rng, n)
-            for i, ts in enumerate(np.sort(rng.uniform(start, end, n))):
-                pid = logger.log_prediction(
-                    "reg",
-                    {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                    float(d["prediction"][i]),
-                    timestamp=float(ts),
-                    attributes={"tier": TIERS[i % len(TIERS)]},
-                )
-                logger.log_actual("reg", pid, float(d["actual"][i]), timestamp=float(ts) + 1)
-    capture(config, "reg", T0 - 7200, T0 - 3600)
+    seed_regression(config, np.random.default_rng(5), n_live=400, tiers=TIERS)
     service = MonitorService(config, clock=Clock(T0))
     service.start_warmup().join()
     registry = CollectorRegistry()
