@@ -23,9 +23,8 @@ MAX_STEPS = 8  # more steps than this and binary search is as cheap
 
 @dataclass(frozen=True)
 class EdgeCounter:
-    """`count(x)` = the number of `edges` <= x, for x without NaN."""
+    """`count(x)` = the number of edges <= x, for x without NaN (edges: sorted, distinct)."""
 
-    edges: np.ndarray  # sorted, distinct
     lo: float
     scale: float  # cells per unit of x
     below: np.ndarray  # per cell: the edges strictly below its left end
@@ -39,10 +38,12 @@ class EdgeCounter:
             return None
         lo, hi = float(edges[0]), float(edges[-1])
         # The cell of a value is computed in floats: each cell must span many of them, and the
-        # range must be a float itself.
-        if not math.isfinite(hi - lo) or (hi - lo) / GRID < 64 * np.spacing(max(-lo, hi)):
-            return None
+        # range and its inverse must be floats themselves.
         scale = GRID / (hi - lo)
+        if not math.isfinite(hi - lo) or not math.isfinite(scale):
+            return None
+        if (hi - lo) / GRID < 64 * np.spacing(max(-lo, hi)):
+            return None
         below = np.searchsorted(edges, lo + np.arange(GRID) / scale, side="left").astype(
             np.min_scalar_type(len(edges))  # a byte per cell for ~100 edges: 4 KB a feature
         )
@@ -52,7 +53,7 @@ class EdgeCounter:
         steps = int((ends - below[np.maximum(np.arange(GRID) - 1, 0)]).max())
         if steps > MAX_STEPS:
             return None
-        return cls(edges, lo, scale, below, np.append(edges, np.nan), steps)
+        return cls(lo, scale, below, np.append(edges, np.nan), steps)
 
     def count(self, x: np.ndarray) -> np.ndarray:
         cell = np.clip((x - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
