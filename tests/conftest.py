@@ -47,12 +47,15 @@ def binary(name: str) -> str:
 
 
 def _postgres_available() -> bool:
+    engine = sa.create_engine(PG_ADMIN_URL)
     try:
-        with sa.create_engine(PG_ADMIN_URL).connect() as conn:
+        with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         return True
     except Exception:
         return False
+    finally:
+        engine.dispose()  # its pooled connection would be closed by the GC, with a warning
 
 
 @pytest.fixture(scope="session")

@@ -189,7 +189,8 @@ def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
     ]
     with engine.begin() as conn:
         conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(epochs)])
-    source = MonitorService(config).refreshers["reg"].source
+    service = MonitorService(config)
+    source = service.refreshers["reg"].source
     for width in (1, 7, 60):
         expected = Counter(math.floor(t / width) for t in epochs)
         counted = source.count_by_bucket("predictions", width, Span(T0 - 120, T0))
@@ -203,4 +204,5 @@ def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
         }
         spans = Span(*first, before=first[1]), Span(*second)
         assert source.count_by_bucket("predictions", width, *spans) == merged, width
+    service.engine.dispose()
     engine.dispose()
