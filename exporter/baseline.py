@@ -117,7 +117,9 @@ class NumericReference:
         values = values[np.isfinite(values)]
         if len(values) == 0:
             raise ValueError("no finite values to take a baseline from")
-        quantiles = np.quantile(values, np.linspace(0.0, 1.0, FINE_BINS + 1))
+        # The same quantiles from a sorted copy: numpy's sort is vectorised, while selecting 101
+        # order statistics from unsorted values costs about twice as long.
+        quantiles = np.quantile(np.sort(values), np.linspace(0.0, 1.0, FINE_BINS + 1))
         edges = np.unique(quantiles)
         coarse = np.unique(quantiles[:: FINE_BINS // PSI_BINS])
         if len(edges) == 1:  # a constant feature: one closed bin [v, v]
