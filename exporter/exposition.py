@@ -72,16 +72,20 @@ class _One:
 def _encode(registry: CollectorRegistry, encoder: Callable[..., bytes], om: bool) -> bytes:
     """The registry's families as `encoder` writes them, with a kept family's header from
     `encoder` (the family without samples) and its samples from its text."""
+
+    def written(family: Metric) -> bytes:
+        own = encoder(_One(family))
+        return own.removesuffix(EOF) if om else own
+
     parts = []
     for family in registry.collect():
-        if isinstance(family, RenderedFamily):
-            empty = Metric(family.name, family.documentation, family.type, family.unit)
-            header = encoder(_One(empty))
-            parts.append(header.removesuffix(EOF) if om else header)
+        if isinstance(family, RenderedFamily):  # the header alone, then the kept text
+            parts.append(
+                written(Metric(family.name, family.documentation, family.type, family.unit))
+            )
             parts.append(family.text.encode())
         else:
-            own = encoder(_One(family))
-            parts.append(own.removesuffix(EOF) if om else own)
+            parts.append(written(family))
     if om:
         parts.append(EOF)
     return b"".join(parts)
@@ -94,9 +98,8 @@ def _body(registry: CollectorRegistry, accept: str | None, params: dict) -> tupl
     escaping = content_type.partition("escaping=")[2] or UNDERSCORES
     if escaping not in NAME_PRESERVING:
         return encoder(registry), content_type
-    return _encode(registry, encoder, content_type.startswith("application/openmetrics")), (
-        content_type
-    )
+    om = content_type.startswith("application/openmetrics")
+    return _encode(registry, encoder, om), content_type
 
 
 def metrics_app(
