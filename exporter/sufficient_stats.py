@@ -350,6 +350,7 @@ def _fold_estimates(acc: Accumulator, model: ModelConfig, baseline: Baseline, ro
     acc.count(("est_neg",), bins, weights=1 - p)
 
 
+@np.errstate(over="ignore")  # an overflowed sum is unknown: see Totals
 def fold_drift(
     layout: Layout,
     model: ModelConfig,
@@ -410,6 +411,7 @@ def groups_of_rows(
         yield item.name, item.mask(rows)
 
 
+@np.errstate(over="ignore")  # an overflowed sum is unknown: see Totals
 def fold_performance(
     layout: Layout,
     model: ModelConfig,
@@ -500,6 +502,15 @@ class Totals:
     performance_layout: Layout
     performance: np.ndarray
 
+    def __post_init__(self) -> None:
+        # Every folded value is finite (others are rejected or counted as type errors), so a
+        # sum that is not finite overflowed (values near 1e154, squared): unknown, NaN, and
+        # whatever is computed from it is absent rather than infinite.
+        for name in ("drift", "performance"):
+            sums = getattr(self, name)
+            if not np.isfinite(sums).all():
+                object.__setattr__(self, name, np.where(np.isfinite(sums), sums, np.nan))
+
     def same_as(self, other: Totals | None) -> bool:
         """The same sums in the same layouts (the same baseline): a report of one is a report
         of the other."""
@@ -507,8 +518,8 @@ class Totals:
             other is not None
             and other.drift_layout is self.drift_layout
             and other.performance_layout is self.performance_layout
-            and np.array_equal(other.drift, self.drift)
-            and np.array_equal(other.performance, self.performance)
+            and np.array_equal(other.drift, self.drift, equal_nan=True)
+            and np.array_equal(other.performance, self.performance, equal_nan=True)
         )
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
 from exporter.logging.prediction_logger import PredictionLogger
@@ -112,6 +114,47 @@ def test_missing_label_table_keeps_predictions_flowing(tmp_path) -> None:
     assert refresher.status.up is True
     assert refresher.status.source_up == {"predictions": True, "labels": False}
     assert refresher.report.window_predictions == 200
+
+
+@pytest.mark.parametrize("scale", [1e100, 1e200])
+def test_huge_finite_values_give_true_numbers_or_none(store_url, scale) -> None:
+    """Finite values whose squares overflow a float (1e200) leave the sums of squares unknown:
+    the numbers computed from them are absent, never +Inf, and every row is still counted.
+    At 1e100 the squares fit and the RMSE is numpy's over the same rows."""
+    config = make_config(store_url, models=[REGRESSION_MODEL])
+    seed_regression(config, np.random.default_rng(3), n_live=0, tiers=("gold", "silver"))
+    n = 300
+    prediction = np.where(np.arange(n) % 3 == 0, scale, 1.5)
+    actual = np.where(np.arange(n) % 3 == 0, -scale, 1.0)
+    with PredictionLogger(config) as logger:
+        for i in range(n):
+            ts = T0 - 200 + i * 0.5
+            x = {"x1": prediction[i], "x2": -prediction[i], "color": "red"}
+            tier = {"tier": ("gold", "silver")[i % 2]}
+            pid = logger.log_prediction("reg", x, prediction[i], timestamp=ts, attributes=tier)
+            logger.log_actual("reg", pid, actual[i], timestamp=ts + 1)
+    service = MonitorService(config, clock=Clock(T0))
+    client = create_app(config, service, warmup=False).test_client()
+    service.start_warmup().join()
+    body = client.get("/metrics").text
+    service.engine.dispose()
+
+    infinite = [
+        f"{s.name}{s.labels} {s.value}"
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if not math.isfinite(s.value)
+    ]
+    assert infinite == []
+    assert metric_value(body, "model_window_predictions", model_id="reg") == n
+    assert metric_value(body, "model_window_labeled_predictions", model_id="reg") == n
+    with np.errstate(over="ignore"):
+        rmse = float(np.sqrt(np.mean((prediction - actual) ** 2)))
+    shown = metric_value(body, "model_performance_rmse", model_id="reg", segment="all")
+    if math.isfinite(rmse):
+        assert shown == pytest.approx(rmse, rel=1e-9)
+    else:
+        assert shown is None
 
 
 def test_store_outage_serves_last_numbers_and_recovers_without_loss(proxied_pg, pg_url) -> None:

@@ -241,14 +241,16 @@ def correlation_from_sums(n: float, sums: np.ndarray, cross: np.ndarray) -> np.n
     """Pearson correlation matrix from n, per-feature sums and the cross-product matrix.
 
     The sums may be of values shifted by any constants (correlation does not see shifts), which
-    keeps them well conditioned. Undefined entries (a constant feature) are NaN.
+    keeps them well conditioned. Undefined entries (a constant feature) are NaN, and so are
+    those whose products overflow (values near 1e154): unknown.
     """
     if n < 2:
         return np.full(cross.shape, np.nan)
     mean = sums / n
-    cov = cross / n - np.outer(mean, mean)
-    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        cov = cross / n - np.outer(mean, mean)
+        cov[~np.isfinite(cov)] = np.nan
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
         corr = cov / np.outer(sd, sd)
     return np.clip(corr, -1.0, 1.0)
 
