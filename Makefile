@@ -20,7 +20,7 @@ test: $(STAMP)  ## lint, generated references up to date, the whole test suite
 	$(BIN)/ruff check exporter tests benchmarks dashboards
 	$(BIN)/model-monitor docs --check
 	$(BIN)/model-monitor mixin --check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist worksteal  # 3 workers: the long suites mostly wait
 
 lint: $(STAMP)
 	$(BIN)/ruff check exporter tests benchmarks dashboards

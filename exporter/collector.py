@@ -21,7 +21,7 @@ from prometheus_client.samples import Sample
 from exporter import __version__
 from exporter.config import ModelConfig
 from exporter.drift.feature_drift import DriftResult
-from exporter.exposition import RenderedFamily, sample_line
+from exporter.exposition import LineFormat, RenderedFamily, sample_line
 from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS
 from exporter.monitors import health
 from exporter.refresher import ModelRefresher
@@ -37,11 +37,20 @@ class _Families:
     def __init__(self) -> None:
         self._families = {spec.name: spec.family() for spec in CATALOG}
         self._text: dict[str, list[str]] = {name: [] for name in self._families}
+        self._labels = {spec.name: spec.labels for spec in CATALOG}
+        self._lines: dict[str, LineFormat] = {}
 
     def add(self, name: str, labels: list[str], value: float | bool | None) -> None:
+        """A gauge's or a counter's sample."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return
-        self.add_metric(name, labels, float(value))
+        value = float(value)
+        family = self._families[name]
+        family.add_metric(labels, value)
+        line = self._lines.get(name)
+        if line is None:  # named as the family named the sample (a counter adds _total)
+            line = self._lines[name] = LineFormat(family.samples[-1].name, self._labels[name])
+        self._text[name].append(line(labels, value))
 
     def add_metric(self, name: str, *args: Any) -> None:
         """The family's own `add_metric` (info, stateset and histogram take more than a value),

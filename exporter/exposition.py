@@ -10,8 +10,9 @@ family that carries no text, or of all of them when the negotiated escaping woul
 
 from __future__ import annotations
 
+import functools
 import gzip
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -31,7 +32,10 @@ EOF = b"# EOF\n"
 NAME_PRESERVING = (UNDERSCORES, ALLOWUTF8)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _escaped(value: str) -> str:
+    """A label value as the text formats quote it. Cached: the same model ids, feature names
+    and bins recur in every report, and the three scans were a fifth of formatting one."""
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
@@ -44,6 +48,23 @@ def sample_line(sample: Sample) -> str:
         return f"{sample.name} {value}\n"
     labels = ",".join(f'{k}="{_escaped(v)}"' for k, v in sorted(sample.labels.items()))
     return f"{sample.name}{{{labels}}} {value}\n"
+
+
+class LineFormat:
+    """`sample_line` for the samples of one gauge or counter family, from their label values
+    and value: the label order and the text around the values are worked out once per family,
+    not per sample (a 50-feature model writes 1,800 samples with every new report)."""
+
+    def __init__(self, sample_name: str, labelnames: Sequence[str]) -> None:
+        self._order = sorted(range(len(labelnames)), key=labelnames.__getitem__)
+        pairs = ",".join(f'{labelnames[i]}="%s"' for i in self._order)  # legacy names: no %
+        self._template = f"{sample_name}{{{pairs}}} %s\n" if pairs else f"{sample_name} %s\n"
+
+    def __call__(self, labels: Sequence[str], value: float) -> str:
+        return self._template % (
+            *[_escaped(labels[i]) for i in self._order],
+            floatToGoString(value),
+        )
 
 
 class RenderedFamily(Metric):

@@ -9,17 +9,21 @@ import base64
 import dataclasses
 import functools
 import os
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
+from threadpoolctl import ThreadpoolController
 
 from exporter.baseline import Baseline, loss_inputs
 from exporter.performance import PerformanceEstimator
-from exporter.performance.loss_model import LossModel
+from exporter.performance.loss_model import SMALL_BATCH, LossModel, _fast, _Ranks, _threads
 from exporter.report import report_of
 from exporter.simulator import AD_SCORE, ad_score_batch, reference_model
 from exporter.sufficient_stats import fold_drift, fold_performance
@@ -135,6 +139,73 @@ def test_loss_model_survives_json(baseline) -> None:
         again.loss_model.predict(x), baseline.loss_model.predict(x), strict=True
     ):
         np.testing.assert_array_equal(ours, theirs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kinds=st.lists(
+        st.sampled_from(["numeric", "codes", "codes_with_gaps"]), min_size=2, max_size=6
+    ),
+    missing=st.sampled_from([0.0, 0.1]),
+)
+def test_our_preprocessing_predicts_what_scikit_learn_does(seed, kinds, missing) -> None:
+    """`_Ranks` stands in for scikit-learn's ColumnTransformer at predict time: on codes seen,
+    unseen (negative, beyond the range, in a gap), missing in training or only at predict time,
+    and numeric columns with NaN, the predictions are scikit-learn's, bit for bit."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    x = np.empty((n, len(kinds)))
+    for j, kind in enumerate(kinds):
+        if kind == "numeric":
+            x[:, j] = rng.normal(size=n)
+        else:
+            codes = rng.integers(0, 6, n) * (2 if kind == "codes_with_gaps" else 1)
+            x[:, j] = codes.astype(float)
+    x[rng.random(x.shape) < missing] = np.nan
+    y = np.nansum(x, axis=1) + rng.normal(size=n)
+    categorical = [j for j, kind in enumerate(kinds) if kind != "numeric"]
+    model = HistGradientBoostingRegressor(
+        max_iter=10, min_samples_leaf=20, categorical_features=categorical or None
+    ).fit(x, y)
+    fast = _fast(model)
+    assert isinstance(fast._preprocessor, _Ranks) == bool(categorical)
+    probe = rng.integers(-2, 14, size=(300, len(kinds))).astype(float)
+    probe[rng.random(probe.shape) < 0.1] = np.nan
+    np.testing.assert_array_equal(fast.predict(probe), model.predict(probe))
+    np.testing.assert_array_equal(fast.predict(x), model.predict(x))
+
+
+def test_a_captured_loss_model_predicts_through_our_preprocessing(baseline) -> None:
+    """The fast path is taken for the loss models a baseline capture fits (a scikit-learn whose
+    preprocessor is shaped otherwise would fall back to its own path, and fail this)."""
+    for predictor in baseline.loss_model._predictors:
+        assert isinstance(predictor._preprocessor, _Ranks)
+
+
+def _openmp_threads() -> int:
+    """The OpenMP thread count a parallel region started on this thread would get."""
+    return ThreadpoolController().select(user_api="openmp").info()[0]["num_threads"]
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="one core: OpenMP's default is one thread")
+def test_a_small_batch_predicts_on_the_calling_thread_alone() -> None:
+    """A scrape's batch runs its trees on one OpenMP thread, a cold start's on the default
+    team, and the limit is the calling thread's own: a refresh running at the same time on
+    another thread keeps the default. (The numbers do not change: the test above compares a
+    4,000-row window, predicted under the limit, with scikit-learn's own predict.)"""
+    default = _openmp_threads()
+    assert default > 1
+    seen: list[int] = []
+    with _threads(200):
+        assert _openmp_threads() == 1
+        other = threading.Thread(target=lambda: seen.append(_openmp_threads()))
+        other.start()
+        other.join()
+    assert seen == [default]
+    with _threads(SMALL_BATCH):
+        assert _openmp_threads() == default
+    assert _openmp_threads() == default
 
 
 @pytest.mark.parametrize(

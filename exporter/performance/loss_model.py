@@ -15,6 +15,9 @@ TRUSTED: a baseline row from an untrusted store cannot run code, unlike a pickle
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +25,14 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops.io as sio
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.preprocessing import OrdinalEncoder
+from threadpoolctl import ThreadpoolController
 
 MAX_TRAINING_ROWS = 100_000  # labelled reference rows the loss models learn from (a sample)
+# Batches below this many rows are predicted on the calling thread alone (see `_threads`).
+SMALL_BATCH = 10_000
 # What a stored HistGradientBoostingRegressor is rebuilt from beyond skops' own trusted types
 # (numpy, builtins, scikit-learn's estimators): its trees and its categorical encoder's check.
 TRUSTED = (
@@ -69,6 +77,96 @@ def _decode(text: str) -> HistGradientBoostingRegressor:
     return model
 
 
+@functools.cache
+def _openmp() -> ThreadpoolController:
+    """The OpenMP runtime scikit-learn's trees run on, found once (threadpoolctl inspects the
+    loaded libraries, which takes milliseconds)."""
+    return ThreadpoolController()
+
+
+def _threads(rows: int) -> contextlib.AbstractContextManager[Any]:
+    """One OpenMP thread for a small batch, the runtime's default for a large one.
+
+    Each tree's predict is an OpenMP parallel region that ends at a barrier. A scrape's few
+    hundred rows per model are microseconds of work per tree, and on a busy host (other
+    processes, the other models' refreshes) a team thread that is not scheduled holds the
+    barrier for a time slice: 200 rows through 50 trees took 3.6-10.6 ms with two threads
+    against 1.9 ms with one while two other processes kept the cores busy
+    (docs/performance.md). A cold start's large batches still use every core. The limit is
+    the calling thread's own (OpenMP's thread-count setting is per thread), so concurrent
+    refreshes do not see it."""
+    if rows >= SMALL_BATCH:
+        return contextlib.nullcontext()
+    return _openmp().limit(limits=1, user_api="openmp")
+
+
+class _Ranks:
+    """What a fitted model's preprocessor does to our inputs at predict time, in numpy.
+
+    A HistGradientBoostingRegressor with categorical inputs sends every predict through a
+    ColumnTransformer: an OrdinalEncoder turns each categorical input into its rank among the
+    values seen in training (unseen or missing: NaN) and puts those columns first; the numeric
+    inputs follow as they are. For our inputs (float codes) that is a `searchsorted` per
+    categorical column, where scikit-learn's generic path took 4.7 ms of a 200-row predict's
+    6 ms (docs/performance.md). `of` builds it only from a preprocessor of exactly that shape;
+    tests/test_dle.py checks that predictions equal scikit-learn's, unseen and missing codes
+    included."""
+
+    def __init__(self, categorical: np.ndarray, numeric: np.ndarray, categories: list) -> None:
+        self.categorical = categorical  # input positions of the encoder's columns, in order
+        self.numeric = numeric  # input positions of the numeric columns, in order
+        self.categories = [c[~np.isnan(c)] for c in categories]  # sorted; NaN is missing
+
+    @classmethod
+    def of(cls, model: HistGradientBoostingRegressor) -> _Ranks | None:
+        """The preprocessor of `model` in numpy, or None when it is not the one described."""
+        pre = getattr(model, "_preprocessor", None)
+        if not isinstance(pre, ColumnTransformer):
+            return None
+        steps = {name: (step, columns) for name, step, columns in pre.transformers_}
+        encoder, categorical = steps.get("encoder", (None, None))
+        _, numeric = steps.get("numerical", (None, None))
+        plain = (
+            isinstance(encoder, OrdinalEncoder)
+            and encoder.handle_unknown == "use_encoded_value"
+            and np.isnan(encoder.unknown_value)
+            and np.isnan(encoder.encoded_missing_value)
+            and set(steps) <= {"encoder", "numerical", "remainder"}
+            and steps.get("remainder", ("drop",))[0] == "drop"
+        )
+        if not plain:
+            return None
+        categorical, numeric = np.flatnonzero(categorical), np.flatnonzero(numeric)
+        if pre.output_indices_["encoder"] != slice(0, len(categorical)):
+            return None
+        return cls(categorical, numeric, [np.asarray(c, dtype=float) for c in encoder.categories_])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape)
+        for k, (column, categories) in enumerate(
+            zip(self.categorical, self.categories, strict=True)
+        ):
+            values = x[:, column]
+            if len(categories) == 0:
+                out[:, k] = np.nan
+                continue
+            rank = np.minimum(np.searchsorted(categories, values), len(categories) - 1)
+            out[:, k] = np.where(categories[rank] == values, rank, np.nan)
+        out[:, len(self.categorical) :] = x[:, self.numeric]
+        return out
+
+
+def _fast(model: HistGradientBoostingRegressor) -> HistGradientBoostingRegressor:
+    """A shallow copy of `model` (the same trees) that preprocesses through `_Ranks`: the
+    model itself stays scikit-learn's, as stored."""
+    ranks = _Ranks.of(model)
+    if ranks is None:
+        return model
+    fast = copy.copy(model)
+    fast._preprocessor = ranks
+    return fast
+
+
 @dataclass(frozen=True)
 class LossModel:
     """Expected |error| and error² of a regression's prediction, from its inputs.
@@ -91,12 +189,21 @@ class LossModel:
             return np.zeros(0), np.zeros(0)
         # A scrape folds a few hundred new rows per model; there scikit-learn's per-call checks
         # of its inputs cost more than the trees (4.4 ms against 2.6 ms a call, 200 rows of 56
-        # inputs). The inputs are ours: finite or NaN (missing) by construction.
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        # inputs), and so did its preprocessing (`_Ranks`). The inputs are ours: finite or NaN
+        # (missing) by construction.
+        with (
+            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+            _threads(len(x)),
+        ):
             return (
-                np.clip(self.absolute.predict(x), 0.0, None),
-                np.clip(self.squared.predict(x), 0.0, None),
+                np.clip(self._predictors[0].predict(x), 0.0, None),
+                np.clip(self._predictors[1].predict(x), 0.0, None),
             )
+
+    @functools.cached_property
+    def _predictors(self) -> tuple[HistGradientBoostingRegressor, HistGradientBoostingRegressor]:
+        """The two models as they predict: with `_Ranks` for a preprocessor, made once."""
+        return _fast(self.absolute), _fast(self.squared)
 
     def to_json(self) -> dict[str, Any]:
         return {
