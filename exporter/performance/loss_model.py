@@ -89,12 +89,12 @@ def _threads(rows: int) -> contextlib.AbstractContextManager[Any]:
 
     Each tree's predict is an OpenMP parallel region that ends at a barrier. A scrape's few
     hundred rows per model are microseconds of work per tree, and on a busy host (other
-    processes, the other models' refreshes) a team thread that is not scheduled holds the
-    barrier for a time slice: 200 rows through 50 trees took 3.6-10.6 ms with two threads
-    against 1.9 ms with one while two other processes kept the cores busy
-    (docs/performance.md). A cold start's large batches still use every core. The limit is
-    the calling thread's own (OpenMP's thread-count setting is per thread), so concurrent
-    refreshes do not see it."""
+    processes, gunicorn's other workers) a team thread that is not scheduled holds the barrier
+    for a time slice: 200 rows through 50 trees took a mean of 2.3-34.6 ms with two threads
+    against 0.7-2.1 ms with one while other processes kept the cores busy, and a scrape of 20
+    models 13-16% less with the limit on a quiet machine (docs/performance.md). A cold start's
+    large batches still use every core. The limit is the calling thread's own (OpenMP's
+    thread-count setting is per thread): other threads do not see it."""
     if rows >= SMALL_BATCH:
         return contextlib.nullcontext()
     return _openmp().limit(limits=1, user_api="openmp")
@@ -107,12 +107,14 @@ class _Ranks:
     ColumnTransformer: an OrdinalEncoder turns each categorical input into its rank among the
     values seen in training (unseen or missing: NaN) and puts those columns first; the numeric
     inputs follow as they are. For our inputs (float codes) that is a `searchsorted` per
-    categorical column, where scikit-learn's generic path took 4.7 ms of a 200-row predict's
-    6 ms (docs/performance.md). `of` builds it only from a preprocessor of exactly that shape;
-    tests/test_dle.py checks that predictions equal scikit-learn's, unseen and missing codes
-    included."""
+    categorical column, where scikit-learn's generic path took about 2.8 ms of a 200-row
+    predict's 4.0 ms (docs/performance.md). `of` builds it only from a preprocessor of
+    exactly that shape; tests/test_dle.py checks that predictions equal scikit-learn's, unseen
+    and missing codes included."""
 
-    def __init__(self, categorical: np.ndarray, numeric: np.ndarray, categories: list) -> None:
+    def __init__(
+        self, categorical: np.ndarray, numeric: np.ndarray, categories: list[np.ndarray]
+    ) -> None:
         self.categorical = categorical  # input positions of the encoder's columns, in order
         self.numeric = numeric  # input positions of the numeric columns, in order
         self.categories = [c[~np.isnan(c)] for c in categories]  # sorted; NaN is missing
