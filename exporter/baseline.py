@@ -379,10 +379,31 @@ def multivariate(
     return mv.fit(model.numeric_features, columns, model.multivariate.variance_share, sums)
 
 
+def _check_squares(model: ModelConfig, rows: Rows) -> None:
+    """Refuse a column whose sum of squares overflows a float (finite values near 1e154 and
+    beyond): its variance, the correlation sums and the loss models' targets would be infinite,
+    and a baseline of infinities would misjudge every window after it."""
+    columns = {name: column.values for name, column in rows.numeric.items()}
+    columns["the prediction"] = prediction_values(rows)
+    if rows.label is not None:
+        labelled = np.isfinite(rows.label)
+        columns["the label"] = rows.label[labelled]
+        columns["the prediction error"] = (rows.prediction - rows.label)[labelled]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, values in columns.items():
+            if not np.isfinite(np.nansum(np.square(values))):
+                raise ValueError(
+                    f"model {model.model_id}: the squares of {name} overflow a float (values "
+                    f"up to {np.nanmax(np.abs(values)):.3g}), so a baseline cannot be computed "
+                    "from these rows; fix: filter or rescale those values and capture again"
+                )
+
+
 def capture_references(model: ModelConfig, rows: Rows) -> Baseline:
     """The distributions of a baseline, without its performance (see `window.capture_baseline`)."""
     if len(rows) == 0:
         raise ValueError(f"model {model.model_id}: no valid rows to take a baseline from")
+    _check_squares(model, rows)
     features: dict[str, Reference] = {}
     for name, column in rows.numeric.items():
         features[name] = NumericReference.capture(column.values, int(column.missing.sum()))

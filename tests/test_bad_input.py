@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
+from exporter.cli import capture
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.service import MonitorService
 from tests.conftest import (
@@ -155,6 +156,27 @@ def test_huge_finite_values_give_true_numbers_or_none(store_url, scale) -> None:
         assert shown == pytest.approx(rmse, rel=1e-9)
     else:
         assert shown is None
+
+
+def test_a_baseline_whose_squares_overflow_is_refused_by_name(tmp_path) -> None:
+    """A baseline of values near 1e200 would hold an infinite variance and loss models trained
+    on infinite targets: capture refuses it, naming the column and the fix, and stores nothing.
+    """
+    config = make_config(f"sqlite:///{tmp_path / 's.db'}", models=[REGRESSION_MODEL])
+    with PredictionLogger(config) as logger:
+        for i in range(300):
+            x1 = 1e200 if i % 3 == 0 else float(i % 7)
+            x = {"x1": x1, "x2": 1.0, "color": "red"}
+            pid = logger.log_prediction("reg", x, 1.0 + i % 5, timestamp=T0 - 3000 + i)
+            logger.log_actual("reg", pid, 2.0, timestamp=T0 - 2999 + i)
+    with pytest.raises(ValueError, match=r"the squares of x1 overflow .* fix: ") as error:
+        capture(config, "reg", T0 - 3600, T0, command="test")
+    assert "\n" not in str(error.value)
+    engine = sa.create_engine(config.store.url)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM model_monitor_baselines")).scalar()
+    engine.dispose()
+    assert stored == 0
 
 
 def test_store_outage_serves_last_numbers_and_recovers_without_loss(proxied_pg, pg_url) -> None:
