@@ -192,7 +192,7 @@ def _openmp_threads() -> int:
 def test_a_small_batch_predicts_on_the_calling_thread_alone() -> None:
     """A scrape's batch runs its trees on one OpenMP thread, a cold start's on the default
     team, and the limit is the calling thread's own: a refresh running at the same time on
-    another thread keeps the default. (The numbers do not change: the test above compares a
+    another thread keeps the default. (The numbers do not change: the first test compares a
     4,000-row window, predicted under the limit, with scikit-learn's own predict.)"""
     default = _openmp_threads()
     assert default > 1
