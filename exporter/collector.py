@@ -31,13 +31,12 @@ from exporter.service import MonitorService
 
 
 class _Families:
-    """One scrape's families by name, each with its samples' text (`sample_line`); samples whose
+    """One scrape's families by name, each with its samples' text (`LineFormat`); samples whose
     value is NaN or None are skipped."""
 
     def __init__(self) -> None:
         self._families = {spec.name: spec.family() for spec in CATALOG}
         self._text: dict[str, list[str]] = {name: [] for name in self._families}
-        self._labels = {spec.name: spec.labels for spec in CATALOG}
         self._lines: dict[str, LineFormat] = {}
 
     def add(self, name: str, labels: list[str], value: float | bool | None) -> None:
@@ -48,8 +47,8 @@ class _Families:
         family = self._families[name]
         family.add_metric(labels, value)
         line = self._lines.get(name)
-        if line is None:  # named as the family named the sample (a counter adds _total)
-            line = self._lines[name] = LineFormat(family.samples[-1].name, self._labels[name])
+        if line is None:  # one per family: its samples share name and label names
+            line = self._lines[name] = LineFormat.of(family.samples[-1])
         self._text[name].append(line(labels, value))
 
     def add_metric(self, name: str, *args: Any) -> None:

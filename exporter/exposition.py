@@ -39,32 +39,34 @@ def _escaped(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def sample_line(sample: Sample) -> str:
-    """One sample as both text formats write it, for legacy metric and label names and samples
-    without timestamp or exemplar (the model families' samples): labels sorted by name, values
-    escaped, the value as Go prints it."""
-    value = floatToGoString(sample.value)
-    if not sample.labels:
-        return f"{sample.name} {value}\n"
-    labels = ",".join(f'{k}="{_escaped(v)}"' for k, v in sorted(sample.labels.items()))
-    return f"{sample.name}{{{labels}}} {value}\n"
-
-
 class LineFormat:
-    """`sample_line` for the samples of one gauge or counter family, from their label values
-    and value: the label order and the text around the values are worked out once per family,
-    not per sample (a 50-feature model writes 1,800 samples with every new report)."""
+    """How both text formats write the samples of one name and label set, for legacy metric and
+    label names and samples without timestamp or exemplar (the model families'): labels sorted
+    by name, values escaped, the value as Go prints it. The label order and the text around the
+    values are worked out once, so a family's samples share them (a 50-feature model writes
+    1,800 samples with every new report)."""
 
     def __init__(self, sample_name: str, labelnames: Sequence[str]) -> None:
         self._order = sorted(range(len(labelnames)), key=labelnames.__getitem__)
         pairs = ",".join(f'{labelnames[i]}="%s"' for i in self._order)  # legacy names: no %
         self._template = f"{sample_name}{{{pairs}}} %s\n" if pairs else f"{sample_name} %s\n"
 
+    @classmethod
+    def of(cls, sample: Sample) -> LineFormat:
+        """The format of samples named and labelled as `sample`."""
+        return cls(sample.name, tuple(sample.labels))
+
     def __call__(self, labels: Sequence[str], value: float) -> str:
         return self._template % (
             *[_escaped(labels[i]) for i in self._order],
             floatToGoString(value),
         )
+
+
+def sample_line(sample: Sample) -> str:
+    """One sample's line (`LineFormat`), for families whose samples differ in name or labels
+    (histogram, info, stateset)."""
+    return LineFormat.of(sample)(tuple(sample.labels.values()), sample.value)
 
 
 class RenderedFamily(Metric):
