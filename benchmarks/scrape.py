@@ -1,6 +1,6 @@
 """Scrape cost against window size: 2,000 new predictions (and 2,000 labels) per scrape, over a
 window of 10,000 rows and one of 1,000,000 rows. The design promises the cost does not grow with
-the window (target: large <= 1.5 x small, medians of several scrapes in one run).
+the window (issue 11's target: large <= 1.2 x small, medians of several scrapes in one run).
 
     python benchmarks/scrape.py [--store-url URL] [--scrapes 9] [--history 9000000] [--fresh]
 
@@ -23,6 +23,8 @@ from exporter.app import create_app
 from exporter.service import MonitorService
 
 NEW_ROWS = 2_000
+REFERENCE_ROWS = 5_000
+TARGET = 1.2  # issue 11: 1M-row scrape median over the 10k-row one
 T0 = 1_800_000_000.0
 MODEL = {
     "model_id": "bench",
@@ -97,12 +99,13 @@ def insert(engine: sa.Engine, preds: list[dict], labels: list[dict]) -> None:
 
 
 def analyze(engine: sa.Engine) -> None:
-    """Table statistics after the bulk fill, as autovacuum would gather them: without them
-    PostgreSQL estimates a keyset range at a few hundred rows and picks a bitmap scan that reads
-    the whole rest of the window for every batch of a rebuild (docs/performance.md)."""
+    """The table as autovacuum leaves it after the bulk fill: since PostgreSQL 13 inserts alone
+    trigger a vacuum (which marks pages all-visible, so index-only counts skip the heap) and an
+    analyze (statistics; without them PostgreSQL estimates a keyset range at a few hundred rows,
+    docs/performance.md). `--fresh` measures the table before either has run."""
     if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 def measure(
@@ -117,13 +120,18 @@ def measure(
         n = min(500_000, history - start)
         preds, labels = rows(rng, n, T0 - 30 * 3600, T0 - 7 * 3600, 1_000_000_000 + start)
         insert(engine, preds, labels)
-    # Baseline from the rows the window starts with.
+    # The same baseline at every window size, from rows just before the window: taken from the
+    # window's first minutes, a 10,000-row window gave too few labels for the loss models
+    # (`estimation.min_reference_labels`), so its scrapes skipped the DLE work the larger did.
+    reference = (T0 - 6 * 3600 - 1800, T0 - 6 * 3600 - 60)
+    preds, labels = rows(rng, REFERENCE_ROWS, *reference, 2_000_000_000)
+    insert(engine, preds, labels)
     preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
     insert(engine, preds, labels)
     if not fresh:
         analyze(engine)
     fill = time.perf_counter() - t_fill
-    store_baseline(engine, config.models[0], T0 - 5 * 3600, T0 - 5 * 3600 + 600)
+    store_baseline(engine, config.models[0], *reference)
 
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
@@ -163,7 +171,7 @@ def main() -> None:
         "--history", type=int, default=0, help="rows older than the window, e.g. 9000000"
     )
     parser.add_argument(
-        "--fresh", action="store_true", help="no ANALYZE after the fill (PostgreSQL)"
+        "--fresh", action="store_true", help="no VACUUM ANALYZE after the fill (PostgreSQL)"
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -180,8 +188,8 @@ def main() -> None:
         )
     sizes = sorted(results)
     ratio = results[sizes[-1]]["median"] / results[sizes[0]]["median"]
-    verdict = "PASS" if ratio <= 1.5 else "FAIL"
-    print(f"ratio {sizes[-1]:,} / {sizes[0]:,} rows: {ratio:.2f} (target <= 1.5): {verdict}")
+    verdict = "PASS" if ratio <= TARGET else "FAIL"
+    print(f"ratio {sizes[-1]:,} / {sizes[0]:,} rows: {ratio:.2f} (target <= {TARGET}): {verdict}")
 
 
 if __name__ == "__main__":

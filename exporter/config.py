@@ -634,8 +634,10 @@ class ExporterConfig(_Strict):
         300.0,
         description="The same comparison sweeps the whole window once per this interval, a "
         "share at each refresh, so a row inserted late with any time inside the window (or "
-        "without a time) is counted within it. Its cost grows with the window "
-        "(docs/performance.md); shorter finds back-filled rows sooner.",
+        "without a time) is counted within it. Each refresh counts its share of the window's "
+        "rows in the store (one indexed count; per time slice only where it differs from the "
+        "rows counted), so the cost grows with the window (docs/performance.md); shorter finds "
+        "back-filled rows sooner.",
     )
     scrape_timeout: Duration = Field(
         10.0,

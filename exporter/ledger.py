@@ -93,6 +93,12 @@ class RowLedger:
     def count(self, bucket: int) -> int:
         return len(self._buckets.get(bucket, _EMPTY))
 
+    def count_between(self, first: int, stop: int) -> int:
+        """Rows counted in the slices first, ..., stop - 1."""
+        if stop - first > len(self._buckets):  # a long stretch: walk the slices held instead
+            return sum(len(k) for b, k in self._buckets.items() if first <= b < stop)
+        return sum(len(self._buckets.get(b, _EMPTY)) for b in range(first, stop))
+
     def __len__(self) -> int:
         return sum(len(keys) for keys in self._buckets.values())
 

@@ -310,11 +310,11 @@ class ModelRefresher:
             RowLedger(slice_width(window.drift.width)),
         )
         if perf_start < predictions.start:
-            counts = self.source.count_by_bucket(
+            counts = self.source.count_rows(
                 "predictions",
                 int(window.performance.width),
-                Span(perf_start, now, before=predictions.start),
-            )
+                [Span(perf_start, now, before=predictions.start)],
+            ).by_bucket
             window.add_prediction_counts(
                 np.fromiter(counts, dtype=np.int64), np.fromiter(counts.values(), dtype=float)
             )
@@ -378,8 +378,10 @@ class ModelRefresher:
         Every refresh covers `late_rows_lookback` behind the position (transactions that
         committed late) and the next stretch of a sweep over the whole window, sized so that the
         sweep ends every `reconcile_interval` (rows inserted with an old time); the cost of the
-        whole-window check is spread over the refreshes instead of landing on one. A completed
-        sweep also counts the rows without any time.
+        whole-window check is spread over the refreshes instead of landing on one. The stretch's
+        whole slices are counted in one total first, and per slice only when the total differs
+        from the ledger's: a row back-filled there is in the total. A completed sweep also
+        counts the rows without any time.
         """
         keep = self._retention_start(stream.kind, now)
         width = stream.ledger.width
@@ -393,12 +395,22 @@ class ModelRefresher:
             return
         last = stream.last_time
         behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
-        spans = [Span(max(keep, behind), last)]
+        lookback = Span(max(keep, behind), last)
         start = max(keep, stream.sweep if stream.sweep is not None else keep)
         end = min(last, float(np.ceil((start + (last - keep) * share) / width)) * width)
-        if end > start:
-            spans.append(Span(start, end, before=end if end < last else None))
-        store = self.source.count_by_bucket(stream.kind, int(width), *spans)
+        # The stretch [start, end): a slice cut by `keep` counted per slice (the ledger may hold
+        # rows of it from before `keep`), whole slices up to the lookback in one total, and the
+        # rest is the lookback's.
+        whole_from = min(float(np.ceil(start / width)) * width, end)
+        whole_to = max(whole_from, min(end, behind))
+        spans = [Span(start, whole_from, before=whole_from)] if whole_from > start else []
+        spans.append(lookback)  # last: where spans share a slice, its full count stands
+        whole = [Span(whole_from, whole_to, before=whole_to)] if whole_to > whole_from else []
+        counts = self.source.count_rows(stream.kind, int(width), spans, whole)
+        store = counts.by_bucket
+        first, stop = round(whole_from / width), round(whole_to / width)
+        if whole and counts.totals[0] != stream.ledger.count_between(first, stop):
+            store = self.source.count_rows(stream.kind, int(width), whole).by_bucket | store
         complete = end >= last
         stream.sweep, stream.swept_at = (keep if complete else end), now
         short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))

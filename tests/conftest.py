@@ -247,7 +247,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def keyset_read_plan(source: ModelSource, table: str) -> str:
     """The database's plan for a read of `source`'s predictions after a cursor (EXPLAIN on
-    PostgreSQL after ANALYZE, with sequential scans off: a tiny table, so ask what it can do)."""
+    PostgreSQL after ANALYZE, with sequential scans off as the exporter's sessions run)."""
     first = source.read_predictions(Span(T0 - 7200, T0), 10)
     after = Cursor(first.iloc[-1][TS], first.iloc[-1][ID])
     sql = source.predictions_query(Span(T0 - 7200, T0, after=after), 100).compile(

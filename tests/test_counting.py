@@ -193,7 +193,7 @@ def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
     source = service.refreshers["reg"].source
     for width in (1, 7, 60):
         expected = Counter(math.floor(t / width) for t in epochs)
-        counted = source.count_by_bucket("predictions", width, Span(T0 - 120, T0))
+        counted = source.count_rows("predictions", width, [Span(T0 - 120, T0)]).by_bucket
         assert counted == dict(expected), width
         # Two spans in one statement: each counted over its own range, the later one's count
         # standing where they share a bucket (here a bucket cut by the first span's end).
@@ -203,6 +203,64 @@ def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
             **Counter(math.floor(t / width) for t in epochs if second[0] <= t <= second[1]),
         }
         spans = Span(*first, before=first[1]), Span(*second)
-        assert source.count_by_bucket("predictions", width, *spans) == merged, width
+        assert source.count_rows("predictions", width, spans).by_bucket == merged, width
+        # Whole counts beside them in the same statement, also of an empty span and alone.
+        empty = Span(T0 - 600, T0 - 500)
+        counts = source.count_rows("predictions", width, spans, [Span(*second), spans[0], empty])
+        assert counts.by_bucket == merged
+        assert counts.totals == [
+            sum(second[0] <= t <= second[1] for t in epochs),
+            sum(first[0] <= t < first[1] for t in epochs),
+            0,
+        ]
+        alone = source.count_rows("predictions", width, [], [Span(T0 - 120, T0)])
+        assert alone.by_bucket == {} and alone.totals == [len(epochs)]
+    service.engine.dispose()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("bucket", [60, 190])
+def test_a_sweep_finds_back_filled_rows_once_whichever_count_finds_them(
+    store_url: str, bucket: int
+) -> None:
+    """Rows back-filled with old times are found by the whole-window sweep, spread over four
+    refreshes, and counted once. A stretch's whole slices are first counted in one total; only
+    when it differs from the ledger's are they counted per slice. With 190 s buckets the
+    ledger's slices are 3 s and the window starts inside one: that cut slice is counted per
+    slice (a back-filled row sits in it)."""
+    model = REGRESSION_MODEL | {
+        "drift_window": {"length": f"{5 * bucket}s", "bucket": f"{bucket}s"}
+    }
+    config = make_config(store_url, models=[model], reconcile_interval=40)
+    engine = sa.create_engine(store_url)
+    predictions, _ = _tables(engine)
+    boundary = math.ceil(T0 / bucket) * bucket
+    keep = boundary - 4 * bucket  # the drift window's start, kept through the sweep below
+    while bucket % 3 and keep % 3 == 0:
+        boundary, keep = boundary + bucket, keep + bucket  # 190 s: a start inside a 3 s slice
+    now = boundary + 1.0
+    clock = Clock(now)
+    service = MonitorService(config, clock=clock)
+    client = create_app(config, service, warmup=False).test_client()
+    base = np.linspace(keep + 10, now - 100, 200)
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(base)])
+    service.start_warmup().join()  # read, then a first whole sweep: it restarts at `keep`
+    rng = np.random.default_rng(7)
+    late = [keep + 0.5, *rng.uniform(keep + 5, now - 140, 20)]  # behind the 30 s lookback
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction(f"late{i}", t) for i, t in enumerate(late)])
+
+    for _ in range(4):  # 4 x 10 s: one whole sweep of the window, no bucket boundary crossed
+        clock.advance(10)
+        body = client.get("/metrics").text
+        assert metric_value(body, "model_window_predictions", model_id="reg") <= 221
+    assert metric_value(body, "model_window_predictions", model_id="reg") == 221
+    assert metric_value(body, "model_predictions_total", model_id="reg") == 21  # counted live
+    assert metric_value(body, "model_monitor_late_rows_total", stream="predictions") == 21
+    clock.advance(41)  # another whole sweep adds nothing
+    again = client.get("/metrics").text
+    assert metric_value(again, "model_predictions_total", model_id="reg") == 21
+    assert metric_value(again, "model_monitor_late_rows_total", stream="predictions") == 21
     service.engine.dispose()
     engine.dispose()

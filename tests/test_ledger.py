@@ -39,6 +39,12 @@ def test_admit_passes_each_row_once_and_contains_agrees(batches, width) -> None:
     for slice_ in {s for s, _ in seen}:
         assert ledger.count(slice_) == sum(1 for s, _ in seen if s == slice_)
     assert len(ledger) == len(seen)
+    slices = [s for s, _ in seen]
+    for first, stop in [(0, 0), (min(slices, default=0), max(slices, default=0) + 1)] + [
+        (s - 1, s + 2) for s in slices[:5]
+    ]:  # a stretch as the sweep asks for it: slices first .. stop - 1
+        assert ledger.count_between(first, stop) == sum(first <= s < stop for s in slices)
+    assert ledger.count_between(-(10**12), 10**12) == len(seen)  # walks the slices held
     ledger.forget_before(min(s for s, _ in seen) + 1 if seen else 0)
     assert len(ledger) == sum(1 for s, _ in seen if s > min(s for s, _ in seen))
 

@@ -67,24 +67,25 @@ def test_a_driver_error_while_fetching_is_a_sqlalchemy_error(tmp_path: Path) -> 
         )
 
 
-@pytest.mark.postgres
-def test_a_keyset_read_on_a_never_analyzed_table_is_an_ordered_index_scan(pg_url: str) -> None:
-    config = make_config(pg_url, [REGRESSION_MODEL])
+def _filled(url: str, n: int) -> tuple[sa.Engine, ModelSource, sa.Table]:
+    """The exporter's engine and source over a predictions table of `n` rows, 20 a second up
+    to T0, that autovacuum leaves alone (no statistics, no pages marked all-visible)."""
+    config = make_config(url, [REGRESSION_MODEL])
     model, src = config.models[0], config.models[0].source
-    engine = create_engine(pg_url)
+    engine = create_engine(url)
     create_schema(engine, config)
     table = sa.Table(src.table, sa.MetaData(), autoload_with=engine)
-    n = 50_000
     data = regression_rows(np.random.default_rng(0), n)
-    with engine.begin() as conn:  # no statistics, whatever autovacuum does meanwhile
-        conn.execute(sa.text(f"ALTER TABLE {table.name} SET (autovacuum_enabled = false)"))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"ALTER TABLE {table.name} SET (autovacuum_enabled = false)"))
         conn.execute(
             sa.insert(table),
             [
                 {
                     src.id_column: f"p{i:06d}",
                     src.timestamp_column: dt.datetime.fromtimestamp(
-                        T0 - 3600 + i * 0.05, dt.UTC
+                        T0 - n * 0.05 + i * 0.05, dt.UTC
                     ).replace(tzinfo=None),
                     src.prediction_column: float(data["prediction"][i]),
                     src.latency_column: float(data["latency"][i]),
@@ -96,9 +97,16 @@ def test_a_keyset_read_on_a_never_analyzed_table_is_an_ordered_index_scan(pg_url
                 for i in range(n)
             ],
         )
+    return engine, ModelSource(engine, model), table
+
+
+@pytest.mark.postgres
+def test_a_keyset_read_on_a_never_analyzed_table_is_an_ordered_index_scan(pg_url: str) -> None:
+    n = 50_000
+    engine, source, table = _filled(pg_url, n)
+    with engine.connect() as conn:
         analyzed = sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)")
         assert conn.execute(analyzed, {"t": table.name}).scalar_one() < 0  # the planner guesses
-    source = ModelSource(engine, model)
     first = source.read_predictions(Span(T0 - 7200, T0), n // 2)  # a rebuild half way through
     after = Cursor(first.iloc[-1][TS], first.iloc[-1][ID])
     stmt = source.predictions_query(Span(T0 - 7200, T0, after=after), 10_000)
@@ -111,3 +119,28 @@ def test_a_keyset_read_on_a_never_analyzed_table_is_an_ordered_index_scan(pg_url
     assert "Index Scan" in plan, plan
     assert "Sort" not in plan and "Bitmap" not in plan, plan
     assert "rows=10000 loops=1" in plan.splitlines()[1], plan
+
+
+def test_a_sweep_count_walks_the_time_index_only(store_url: str) -> None:
+    """The sweep's counts (the whole count of a stretch, a count per slice of the lookback) range
+    over the time index, whatever the table's size: on PostgreSQL also on an analyzed table whose
+    pages vacuum has not yet marked all-visible, where the planner would price a scan of the
+    whole table (in parallel) below the index's heap visits."""
+    engine, source, table = _filled(store_url, 100_000)  # T0 - 5,000 s .. T0
+    # A long stretch (a short reconcile_interval): 40% of the table.
+    stretch, lookback = Span(T0 - 4000, T0 - 2000, before=T0 - 2000), Span(T0 - 60, T0)
+    sql = source.count_query("predictions", 1, [lookback], [stretch]).compile(
+        engine, compile_kwargs={"literal_binds": True}
+    )
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " | ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert plan.count("USING COVERING INDEX ix_reg_predictions_ts_id") == 2, plan
+            assert "SCAN reg_predictions" not in plan, plan
+        else:
+            conn.exec_driver_sql(f"ANALYZE {table.name}")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN ANALYZE {sql}"))
+            assert plan.count("Index Only Scan using ix_reg_predictions_ts_id") == 2, plan
+            assert "Seq Scan" not in plan, plan
+    assert source.count_rows("predictions", 1, [], [stretch]).totals == [2000 * 20]
+    engine.dispose()
