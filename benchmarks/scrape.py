@@ -6,6 +6,8 @@ the window (issue 11's target: large <= 1.2 x small, medians of several scrapes 
 
 A scrape here is a full GET /metrics through the Flask app: refresh (SQL reads, fold, report)
 plus exposition. The clock is simulated so that every scrape sees exactly its 2,000 new rows.
+Each window size is a model with tables of its own on the same store, served by an exporter of
+its own, and their scrapes take turns, so every size is timed over the same minutes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -88,14 +92,28 @@ def time_of(epoch: float):
     return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
 
 
-def insert(engine: sa.Engine, preds: list[dict], labels: list[dict]) -> None:
+def insert(engine: sa.Engine, preds: list[dict], labels: list[dict], model: dict = MODEL) -> None:
     meta = sa.MetaData()
-    p = sa.Table("bench_predictions", meta, autoload_with=engine)
-    lab = sa.Table("bench_labels", meta, autoload_with=engine)
+    p = sa.Table(model["source"]["table"], meta, autoload_with=engine)
+    lab = sa.Table(model["source"]["labels"]["table"], meta, autoload_with=engine)
     with engine.begin() as conn:
         for i in range(0, len(preds), 50_000):
             conn.execute(sa.insert(p), preds[i : i + 50_000])
             conn.execute(sa.insert(lab), labels[i : i + 50_000])
+
+
+def model_for(rows: int) -> dict:
+    """MODEL with tables of its own, for the window of `rows` rows."""
+    name = f"w{rows}"
+    source = MODEL["source"]
+    return MODEL | {
+        "model_id": name,
+        "source": source
+        | {
+            "table": f"{name}_predictions",
+            "labels": source["labels"] | {"table": f"{name}_labels"},
+        },
+    }
 
 
 def analyze(engine: sa.Engine) -> None:
@@ -108,59 +126,76 @@ def analyze(engine: sa.Engine) -> None:
             conn.exec_driver_sql("VACUUM ANALYZE")
 
 
+@dataclass
+class Window:
+    """One window size's model, its own exporter (service and clock) and what was timed."""
+
+    rows: int
+    model: dict
+    rng: np.random.Generator
+    service: MonitorService | None = None
+    client: Any = None
+    clock: Clock = field(default_factory=lambda: Clock(T0))
+    fill: float = 0.0
+    rebuild: float = 0.0
+    durations: list[float] = field(default_factory=list)
+
+    def scrape(self, engine: sa.Engine) -> None:
+        """Write the next 2,000 predictions and labels, then time one GET /metrics."""
+        offset = self.rows + len(self.durations) * NEW_ROWS
+        preds, labels = rows(self.rng, NEW_ROWS, self.clock.now, self.clock.now + 10, offset)
+        insert(engine, preds, labels, self.model)
+        self.clock.now += 11
+        start = time.perf_counter()
+        response = self.client.get("/metrics")
+        self.durations.append(time.perf_counter() - start)
+        assert response.status_code == 200
+
+
 def measure(
-    store_url: str, window_rows: int, scrapes: int, history: int = 0, fresh: bool = False
-) -> dict[str, float]:
-    """`history`: rows older than the window (a table that has been logging for long);
-    `fresh`: no ANALYZE after the fill (PostgreSQL before autovacuum has looked at it)."""
-    config, engine = open_store(store_url, [MODEL], batch_rows=10_000)
-    rng = np.random.default_rng(0)
-    t_fill = time.perf_counter()
-    for start in range(0, history, 500_000):  # a day and more before the 6 h window
-        n = min(500_000, history - start)
-        preds, labels = rows(rng, n, T0 - 30 * 3600, T0 - 7 * 3600, 1_000_000_000 + start)
-        insert(engine, preds, labels)
+    store_url: str, sizes: list[int], scrapes: int, history: int = 0, fresh: bool = False
+) -> list[Window]:
+    """Each window size as a model of its own on one store, then their scrapes in turn, so
+    every size is timed over the same minutes of this machine (separate runs minutes apart
+    differed by 15-30% here). `history`: rows older than each window (a table that has been
+    logging for long); `fresh`: no VACUUM ANALYZE after the fill."""
+    windows = [Window(n, model_for(n), np.random.default_rng(n)) for n in sizes]
+    config, engine = open_store(store_url, [w.model for w in windows], batch_rows=10_000)
     # The same baseline at every window size, from rows just before the window: taken from the
     # window's first minutes, a 10,000-row window gave too few labels for the loss models
     # (`estimation.min_reference_labels`), so its scrapes skipped the DLE work the larger did.
     reference = (T0 - 6 * 3600 - 1800, T0 - 6 * 3600 - 60)
-    preds, labels = rows(rng, REFERENCE_ROWS, *reference, 2_000_000_000)
-    insert(engine, preds, labels)
-    preds, labels = rows(rng, window_rows, T0 - 5 * 3600, T0 - 1, 0)
-    insert(engine, preds, labels)
+    for w in windows:
+        t_fill = time.perf_counter()
+        for start in range(0, history, 500_000):  # a day and more before the 6 h window
+            n = min(500_000, history - start)
+            preds, labels = rows(w.rng, n, T0 - 30 * 3600, T0 - 7 * 3600, 1_000_000_000 + start)
+            insert(engine, preds, labels, w.model)
+        preds, labels = rows(w.rng, REFERENCE_ROWS, *reference, 2_000_000_000)
+        insert(engine, preds, labels, w.model)
+        preds, labels = rows(w.rng, w.rows, T0 - 5 * 3600, T0 - 1, 0)
+        insert(engine, preds, labels, w.model)
+        w.fill = time.perf_counter() - t_fill
     if not fresh:
         analyze(engine)
-    fill = time.perf_counter() - t_fill
-    store_baseline(engine, config.models[0], *reference)
-
-    clock = Clock(T0)
-    service = MonitorService(config, clock=clock)
-    app = create_app(config, service, warmup=False)
-    client = app.test_client()
-    t_rebuild = time.perf_counter()
-    service.start_warmup().join()
-    rebuild = time.perf_counter() - t_rebuild
-    assert service.refreshers["bench"].report.window_predictions == window_rows
-    durations = []
-    offset = window_rows
+    for w, spec in zip(windows, config.models, strict=True):
+        store_baseline(engine, spec, *reference)
+        own = config.model_copy(update={"models": [spec]})
+        w.service = MonitorService(own, clock=w.clock)
+        w.client = create_app(own, w.service, warmup=False).test_client()
+        t_rebuild = time.perf_counter()
+        w.service.start_warmup().join()
+        w.rebuild = time.perf_counter() - t_rebuild
+        assert w.service.refreshers[spec.model_id].report.window_predictions == w.rows
     for _ in range(scrapes):
-        preds, labels = rows(rng, NEW_ROWS, clock.now, clock.now + 10, offset)
-        offset += NEW_ROWS
-        insert(engine, preds, labels)
-        clock.now += 11
-        start = time.perf_counter()
-        response = client.get("/metrics")
-        durations.append(time.perf_counter() - start)
-        assert response.status_code == 200
-    assert service.refreshers["bench"].window.predictions_total == scrapes * NEW_ROWS
+        for w in windows:
+            w.scrape(engine)
+    for w, spec in zip(windows, config.models, strict=True):
+        window = w.service.refreshers[spec.model_id].window
+        assert window.predictions_total == scrapes * NEW_ROWS
+        w.service.engine.dispose()
     engine.dispose()
-    return {
-        "fill": fill,
-        "rebuild": rebuild,
-        "median": statistics.median(durations),
-        "min": min(durations),
-        "max": max(durations),
-    }
+    return windows
 
 
 def main() -> None:
@@ -175,21 +210,23 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    results = {}
-    for size in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory() as tmp:
-            url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-            r = measure(url, size, args.scrapes, args.history, args.fresh)
-        results[size] = r
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        windows = measure(url, sizes, args.scrapes, args.history, args.fresh)
+    for w in windows:
         print(
-            f"window {size:>9,} rows: scrape median {r['median'] * 1000:7.1f} ms "
-            f"(min {r['min'] * 1000:.1f}, max {r['max'] * 1000:.1f}); "
-            f"start-up rebuild {r['rebuild']:.1f} s; fill {r['fill']:.1f} s"
+            f"window {w.rows:>9,} rows: scrape median {statistics.median(w.durations) * 1000:7.1f} "
+            f"ms (min {min(w.durations) * 1000:.1f}, max {max(w.durations) * 1000:.1f}); "
+            f"start-up rebuild {w.rebuild:.1f} s; fill {w.fill:.1f} s"
         )
-    sizes = sorted(results)
-    ratio = results[sizes[-1]]["median"] / results[sizes[0]]["median"]
+    small, large = windows[0], windows[-1]
+    ratio = statistics.median(large.durations) / statistics.median(small.durations)
     verdict = "PASS" if ratio <= TARGET else "FAIL"
-    print(f"ratio {sizes[-1]:,} / {sizes[0]:,} rows: {ratio:.2f} (target <= {TARGET}): {verdict}")
+    print(
+        f"ratio {large.rows:,} / {small.rows:,} rows: {ratio:.2f} (target <= {TARGET}): "
+        f"{verdict} (scraped in turn)"
+    )
 
 
 if __name__ == "__main__":
