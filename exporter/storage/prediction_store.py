@@ -641,10 +641,12 @@ class ModelSource:
             rows = conn.execute(self.count_query(stream, width, by_bucket, whole)).all()
         totals = [0] * len(whole)
         parts: list[dict[int, int]] = [{} for _ in by_bucket]
-        grouped = [row for row in rows if row[0] < len(by_bucket)]
-        for part, _, n in rows:
-            if part >= len(by_bucket):
-                totals[part - len(by_bucket)] = int(n)
+        grouped = []
+        for row in rows:
+            if row[0] < len(by_bucket):
+                grouped.append(row)
+            else:
+                totals[row[0] - len(by_bucket)] = int(row[2])
         buckets = self.time_format(stream).buckets([b for _, b, _ in grouped], width).tolist()
         for bucket, (part, _, n) in zip(buckets, grouped, strict=True):
             if bucket >= 0:  # text prefixes of one second may share a bucket: add them up
