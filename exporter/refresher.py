@@ -14,6 +14,7 @@ and the next refresh resumes where the last one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -21,7 +22,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -350,7 +353,7 @@ class ModelRefresher:
         deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
         limit, behind = self.settings.batch_rows, False
         span = Span(stream.start, until, after=stream.cursor)
-        for frame in self._pages(stream, span, self._fetch_rows):
+        for frame in self._pages(stream, span, self._fetch_rows, ahead=True):
             epoch = self._order_epoch(stream, frame)
             self._fold(stream, frame, epoch, now)
             stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
@@ -489,16 +492,35 @@ class ModelRefresher:
         return self.source.read_predictions(span, limit)
 
     def _pages(
-        self, stream: _Stream, span: Span, read: Callable[[Stream, Span, int], pd.DataFrame]
+        self,
+        stream: _Stream,
+        span: Span,
+        read: Callable[[Stream, Span, int], pd.DataFrame],
+        ahead: bool = False,
     ) -> Iterator[pd.DataFrame]:
-        """Every row of `span`, in keyset pages of `batch_rows`."""
-        while True:
-            frame = read(stream.kind, span, self.settings.batch_rows)
-            if len(frame):
-                yield frame
-                span = replace(span, after=stream.after(frame))
-            if len(frame) < self.settings.batch_rows:
-                return
+        """Every row of `span`, in keyset pages of `batch_rows`.
+
+        `ahead`: the next page is read on a second thread while the caller folds this one, so
+        the store's work (and a driver's that lets go of the GIL) overlaps the fold on another
+        core. Leaving early waits for the page in flight (a bounded read) and drops it unseen.
+        """
+        size = self.settings.batch_rows
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(ThreadPoolExecutor(1, "read-ahead")) if ahead else None
+
+            def start(span: Span) -> Callable[[], pd.DataFrame]:
+                if pool is None:
+                    return partial(read, stream.kind, span, size)
+                return pool.submit(read, stream.kind, span, size).result
+
+            pending: Callable[[], pd.DataFrame] | None = start(span)
+            while pending is not None:
+                frame, pending = pending(), None
+                if len(frame) == size:
+                    span = replace(span, after=stream.after(frame))
+                    pending = start(span)
+                if len(frame):
+                    yield frame
 
     def _order_epoch(self, stream: _Stream, frame: pd.DataFrame) -> np.ndarray:
         """Epoch seconds of each row's order column (prediction time, or label arrival)."""
