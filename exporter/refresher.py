@@ -46,6 +46,7 @@ from exporter.report import ModelReport, build_report
 from exporter.rows import Rejections, parse_rows
 from exporter.storage import audit
 from exporter.storage.baseline_store import BaselineStore
+from exporter.storage.copy_pages import CopyPages
 from exporter.storage.engine import DeadlineExceededError
 from exporter.storage.metrics_store import MetricsStore
 from exporter.storage.prediction_store import (
@@ -120,11 +121,12 @@ class ModelRefresher:
         settings: ExporterConfig,
         engine: Engine,
         clock: Callable[[], float] = time.time,
+        bulk: CopyPages | None = None,
     ) -> None:
         self.model = model
         self.settings = settings
         self.clock = clock
-        self.source = ModelSource(engine, model)
+        self.source = ModelSource(engine, model, bulk)
         self.baselines = BaselineStore(engine)
         self.status = RefreshStatus(
             source_up={"predictions": None}
@@ -353,7 +355,8 @@ class ModelRefresher:
         deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
         limit, behind = self.settings.batch_rows, False
         span = Span(stream.start, until, after=stream.cursor)
-        for frame in self._pages(stream, span, self._fetch_rows, ahead=True):
+        pages = self._pages(stream, span, partial(self._fetch_rows, bulk=True), ahead=True)
+        for frame in pages:
             epoch = self._order_epoch(stream, frame)
             self._fold(stream, frame, epoch, now)
             stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
@@ -486,10 +489,10 @@ class ModelRefresher:
                 example[stream.order],
             )
 
-    def _fetch_rows(self, kind: Stream, span: Span, limit: int) -> pd.DataFrame:
+    def _fetch_rows(self, kind: Stream, span: Span, limit: int, bulk: bool = False) -> pd.DataFrame:
         if kind == "labels":
-            return self.source.read_labels(span, limit)
-        return self.source.read_predictions(span, limit)
+            return self.source.read_labels(span, limit, bulk)
+        return self.source.read_predictions(span, limit, bulk=bulk)
 
     def _pages(
         self,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from exporter.config import Config
 from exporter.refresher import ModelRefresher
 from exporter.sharding import Shard
+from exporter.storage.copy_pages import CopyPages
 from exporter.storage.engine import create_engine
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ class MonitorService:
         self.config = config
         self.shard = shard
         self.engine = create_engine(config.store.url, config.store.timeouts)
+        bulk = CopyPages.for_engine(self.engine) if config.store.bulk_reads == "copy" else None
         self.refreshers = {
-            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock)
+            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock, bulk)
             for m in config.models
             if shard is None or shard.owns(m.model_id)
         }

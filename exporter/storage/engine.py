@@ -11,11 +11,11 @@ server has the query. Three bounds together cover every wait:
   shut down for PostgreSQL, `interrupt()` for SQLite), so the blocked call raises like any
   other store error and the connection is discarded.
 
-The deadline covers `execute` and, for reads through `fetch_all`, the fetch as well: SQLite does
-its work while rows are fetched. SQLite's busy timeout bounds waits for a writer's lock. Pool
-checkouts wait at most the connect timeout. There is no pre-ping: its query would run outside
-the deadline; a connection found dead by a real statement is invalidated with the rest of the
-pool, and the caller retries once.
+The deadline covers `execute` and, for reads through `fetch_all` and `copy_out`, the fetch as
+well: SQLite does its work while rows are fetched, PostgreSQL streams a COPY. SQLite's busy
+timeout bounds waits for a writer's lock. Pool checkouts wait at most the connect timeout. There
+is no pre-ping: its query would run outside the deadline; a connection found dead by a real
+statement is invalidated with the rest of the pool, and the caller retries once.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,8 +38,9 @@ from exporter.storage.watchdog import WATCHDOG, Deadline
 _CLIENT_GRACE = 1.0
 
 
-# conn.info keys: the statement's armed deadline, and "keep it armed past execute" (fetch_all).
-_DEADLINE, _HOLD = "deadline", "hold_deadline"
+# conn.info keys: the statement's armed deadline, "keep it armed past execute" (fetch_all), and
+# the deadline's length (for calls that arm it themselves: copy_out).
+_DEADLINE, _HOLD, _LIMIT = "deadline", "hold_deadline", "deadline_seconds"
 
 
 class DeadlineExceededError(sa.exc.OperationalError):
@@ -75,31 +77,51 @@ def _disarm(info: dict[Any, Any]) -> Deadline | None:
     return deadline
 
 
+@contextlib.contextmanager
+def _driver_call(conn: sa.Connection) -> Iterator[None]:
+    """A call on the DBAPI connection of `conn` past `execute`: its deadline is disarmed at
+    the end, and a driver error is translated the way SQLAlchemy translates one from
+    `execute` (a fired deadline invalidates the connection: it was broken from our side)."""
+    info = conn.info  # the pooled connection's: still there once `conn` is invalidated
+    try:
+        yield
+    except conn.dialect.loaded_dbapi.Error as exc:
+        deadline = _disarm(info)
+        if deadline is not None and deadline.fired.is_set():
+            conn.invalidate(exc)  # never hand it out again
+            raise DeadlineExceededError.of(None, None, deadline.seconds) from exc
+        raise sa.exc.DBAPIError.instance(
+            None, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
+    finally:
+        _disarm(info)
+
+
 def fetch_all(conn: sa.Connection, stmt: sa.Executable) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The column names and rows of `stmt` as the driver's plain tuples, execute and fetch
     under one deadline.
 
     SQLAlchemy's `Row` objects cost more than the query on large reads (and pandas probes each
-    for a `dtype` when it builds a frame from them), so the rows come from the DBAPI cursor; a
-    driver error there is translated the way SQLAlchemy translates one from `execute`.
+    for a `dtype` when it builds a frame from them), so the rows come from the DBAPI cursor.
     """
-    info = conn.info  # the pooled connection's: still there once `conn` is invalidated
-    info[_HOLD] = True
+    conn.info[_HOLD] = True
     try:
         result = conn.execute(stmt)
-        try:
+        with _driver_call(conn):
             return list(result.keys()), result.cursor.fetchall()
-        except conn.dialect.loaded_dbapi.Error as exc:
-            deadline = _disarm(info)
-            if deadline is not None and deadline.fired.is_set():
-                conn.invalidate(exc)  # broken from our side: never hand it out again
-                raise DeadlineExceededError.of(None, None, deadline.seconds) from exc
-            raise sa.exc.DBAPIError.instance(
-                None, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from exc
     finally:
-        info.pop(_HOLD, None)
-        _disarm(info)
+        conn.info.pop(_HOLD, None)
+        _disarm(conn.info)
+
+
+def copy_out(conn: sa.Connection, sql: str, params: dict[str, Any]) -> bytes:
+    """All that `sql`, a PostgreSQL `COPY ... TO STDOUT`, writes, under the statement deadline
+    (psycopg runs COPY outside `execute`, so the deadline is armed here)."""
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    conn.info[_DEADLINE] = WATCHDOG.arm(conn.info[_LIMIT], lambda: _break(dbapi_conn))
+    with _driver_call(conn), dbapi_conn.cursor() as cursor, cursor.copy(sql, params) as copy:
+        return b"".join(copy)
 
 
 def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
@@ -143,6 +165,10 @@ def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
             cparams.setdefault("connect_timeout", max(1, round(timeouts.connect)))
 
     limit = timeouts.statement + _CLIENT_GRACE
+
+    @sa.event.listens_for(engine, "connect")
+    def _limit(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_LIMIT] = limit
 
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _arm(conn: sa.Connection, *_: Any) -> None:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ModelConfig
+from exporter.storage.copy_pages import CopyPages
 from exporter.storage.engine import fetch_all
 from exporter.storage.time_format import (
     TEXT_TIME_PATTERN,
@@ -350,9 +351,10 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
 class ModelSource:
     """Reads one model's predictions and labels from the mapped tables, newest-first never."""
 
-    def __init__(self, engine: Engine, model: ModelConfig) -> None:
+    def __init__(self, engine: Engine, model: ModelConfig, bulk: CopyPages | None = None) -> None:
         self.engine = engine
         self.model = model
+        self.bulk = bulk  # the reader of bulk pages where one serves the store (copy_pages.py)
         self._tables: dict[str, sa.Table] = {}
         self._formats: dict[Stream, TimeFormat] = {}
 
@@ -458,8 +460,13 @@ class ModelSource:
             terms.append(key.in_(span.ids))
         return terms
 
-    def _fetch(self, stmt: sa.Select[Any]) -> pd.DataFrame:
-        """The rows of `stmt` as a frame, from the driver's plain tuples (`fetch_all`)."""
+    def _fetch(self, stmt: sa.Select[Any], bulk: bool = False) -> pd.DataFrame:
+        """The rows of `stmt` as a frame, from the driver's plain tuples (`fetch_all`), or for
+        a `bulk` page (a rebuild's, a backlog's) through `CopyPages` where the store has it."""
+        if bulk and self.bulk is not None:
+            frame = self.bulk.read(stmt)
+            if frame is not None:
+                return frame
         with self.engine.connect() as conn:
             columns, rows = fetch_all(conn, stmt)
         if not rows:  # most live reads: a copy of a kept empty frame is 100x cheaper to make
@@ -504,11 +511,13 @@ class ModelSource:
             .limit(limit)
         )
 
-    def read_predictions(self, span: Span, limit: int, with_labels: bool = False) -> pd.DataFrame:
-        """Up to `limit` predictions in `span`, in (time, id) order."""
-        return self._fetch(self.predictions_query(span, limit, with_labels))
+    def read_predictions(
+        self, span: Span, limit: int, with_labels: bool = False, bulk: bool = False
+    ) -> pd.DataFrame:
+        """Up to `limit` predictions in `span`, in (time, id) order (`bulk`: see `_fetch`)."""
+        return self._fetch(self.predictions_query(span, limit, with_labels), bulk)
 
-    def read_labels(self, span: Span, limit: int) -> pd.DataFrame:
+    def read_labels(self, span: Span, limit: int, bulk: bool = False) -> pd.DataFrame:
         """Up to `limit` label arrivals in `span`, joined to their predictions.
 
         A label whose prediction is not in the table comes back with a null MATCHED column
@@ -540,7 +549,7 @@ class ModelSource:
             .order_by(arrival, key)
             .limit(limit)
         )
-        return self._fetch(stmt)
+        return self._fetch(stmt, bulk)
 
     def _stream_order(
         self, stream: Stream, raw: bool = False
