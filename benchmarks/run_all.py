@@ -149,6 +149,8 @@ def main() -> None:
         outputs[f"many_models@{store}"] = run(f"many_models@{store}", many, pg)
         backlog = ["--backlog", "20000", "--scrapes", "2"] if quick else []
         outputs[f"ingest@{store}"] = run(f"ingest@{store}", backlog, pg)
+        cold = ["--rows", "20000", "--runs", "1"] if quick else []
+        outputs[f"cold_start@{store}"] = run(f"cold_start@{store}", cold, pg)
     outputs["batch_api"] = run("batch_api", ["--sizes", "20000"] if quick else [])
     for name, args in (
         ("exposition", ["--scrapes", "20"] if quick else []),
@@ -165,6 +167,15 @@ def main() -> None:
     for store in stores:
         medians = re.findall(r"scrape median\s+([\d.]+) ms", outputs[f"scrape@{store}"])
         many_models, ingest = outputs[f"many_models@{store}"], outputs[f"ingest@{store}"]
+        targets += [
+            Target(
+                f"cold start, 1M x 25 features, rows/s ({store}, {state})",
+                figure(rf"cold start \({state}\): ([\d,]+) rows/s", outputs[f"cold_start@{store}"]),
+                200_000,
+                False,
+            )
+            for state in ("fresh", "analyzed")
+        ]
         targets += [
             Target(
                 f"scrape, 1M / 10k window ({store})",

@@ -90,8 +90,16 @@ def _driver_call(conn: sa.Connection) -> Iterator[None]:
         if deadline is not None and deadline.fired.is_set():
             conn.invalidate(exc)  # never hand it out again
             raise DeadlineExceededError.of(None, None, deadline.seconds) from exc
+        dropped = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if dropped:  # as SQLAlchemy does for `execute`: the pool lets go of the connection
+            conn.invalidate(exc)
         raise sa.exc.DBAPIError.instance(
-            None, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            None,
+            None,
+            exc,
+            conn.dialect.loaded_dbapi.Error,
+            connection_invalidated=dropped,
+            dialect=conn.dialect,
         ) from exc
     finally:
         _disarm(info)
@@ -104,14 +112,15 @@ def fetch_all(conn: sa.Connection, stmt: sa.Executable) -> tuple[list[str], list
     SQLAlchemy's `Row` objects cost more than the query on large reads (and pandas probes each
     for a `dtype` when it builds a frame from them), so the rows come from the DBAPI cursor.
     """
-    conn.info[_HOLD] = True
+    info = conn.info  # the pooled connection's: still there once `conn` is invalidated
+    info[_HOLD] = True
     try:
         result = conn.execute(stmt)
         with _driver_call(conn):
             return list(result.keys()), result.cursor.fetchall()
     finally:
-        conn.info.pop(_HOLD, None)
-        _disarm(conn.info)
+        info.pop(_HOLD, None)
+        _disarm(info)
 
 
 def copy_out(conn: sa.Connection, sql: str, params: dict[str, Any]) -> bytes:
