@@ -606,11 +606,11 @@ class StoreConfig(_Strict):
     timeouts: StoreTimeouts = Field(default_factory=StoreTimeouts)
     bulk_reads: Literal["copy", "rows"] = Field(
         "copy",
-        description="How the pages of a rebuild or a backlog are read from PostgreSQL. `copy`: "
-        "as CSV from `COPY (query) TO STDOUT`, typed by Arrow off the GIL (twice as fast, and "
-        "overlapping the fold on a second core), wherever every column's type reads back to "
-        "the driver's value; `rows`: always as the driver's rows. Other stores are read as "
-        "rows (docs/architecture.md, Reads).",
+        description="How PostgreSQL pages of a rebuild or a backlog, after the first, are "
+        "read. `copy`: as CSV from `COPY (query) TO STDOUT`, typed by Arrow off the GIL (twice "
+        "as fast, and overlapping the fold on a second core), wherever every column's type "
+        "reads back to the driver's value; `rows`: always as the driver's rows. Other stores "
+        "are read as rows (docs/architecture.md, Bulk pages).",
     )
 
 

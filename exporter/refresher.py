@@ -355,8 +355,7 @@ class ModelRefresher:
         deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
         limit, behind = self.settings.batch_rows, False
         span = Span(stream.start, until, after=stream.cursor)
-        pages = self._pages(stream, span, partial(self._fetch_rows, bulk=True), ahead=True)
-        for frame in pages:
+        for frame in self._pages(stream, span, self._fetch_rows, ahead=True):
             epoch = self._order_epoch(stream, frame)
             self._fold(stream, frame, epoch, now)
             stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
@@ -498,14 +497,16 @@ class ModelRefresher:
         self,
         stream: _Stream,
         span: Span,
-        read: Callable[[Stream, Span, int], pd.DataFrame],
+        read: Callable[..., pd.DataFrame],
         ahead: bool = False,
     ) -> Iterator[pd.DataFrame]:
-        """Every row of `span`, in keyset pages of `batch_rows`.
+        """Every row of `span`, in keyset pages of `batch_rows` (`read(kind, span, limit)`).
 
-        `ahead`: the next page is read on a second thread while the caller folds this one, so
-        the store's work (and a driver's that lets go of the GIL) overlaps the fold on another
-        core. Leaving early waits for the page in flight (a bounded read) and drops it unseen.
+        `ahead` (a read that may be long: a rebuild, a backlog): each page after a full one is
+        read in bulk (`read(..., bulk=True)`, see `ModelSource._fetch`) on a second thread while
+        the caller folds the last, so the store's work, and a driver's that lets go of the GIL,
+        overlap the fold on another core. A read with less than a page (most scrapes) makes one
+        plain read. Leaving early waits for the page in flight (a bounded read) and drops it.
         """
         size = self.settings.batch_rows
         with contextlib.ExitStack() as stack:
@@ -514,9 +515,9 @@ class ModelRefresher:
             def start(span: Span) -> Callable[[], pd.DataFrame]:
                 if pool is None:
                     return partial(read, stream.kind, span, size)
-                return pool.submit(read, stream.kind, span, size).result
+                return pool.submit(read, stream.kind, span, size, bulk=True).result
 
-            pending: Callable[[], pd.DataFrame] | None = start(span)
+            pending: Callable[[], pd.DataFrame] | None = partial(read, stream.kind, span, size)
             while pending is not None:
                 frame, pending = pending(), None
                 if len(frame) == size:
