@@ -38,10 +38,8 @@ from exporter.storage.engine import copy_out
 def arrow_type(type_: sa.types.TypeEngine[Any]) -> pa.DataType | None:
     """The Arrow type that reads a column of `type_` from COPY text to psycopg's value, or None
     where there is none (then the statement is read as rows)."""
-    if isinstance(type_, sa.Float):  # before Numeric, its base: a float, not a Decimal
+    if isinstance(type_, sa.Float):  # not its base, Numeric: psycopg gives that as a Decimal
         return pa.float64()
-    if isinstance(type_, sa.Numeric | sa.Interval):
-        return None
     if isinstance(type_, sa.Integer):
         return pa.int64()
     if isinstance(type_, sa.String):
