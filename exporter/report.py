@@ -17,7 +17,7 @@ from exporter.baseline import Baseline, Reference
 from exporter.config import DriftThresholds, ModelConfig
 from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
-from exporter.drift.feature_drift import DriftResult, compare
+from exporter.drift.feature_drift import Comparison, DriftResult, compare_all
 from exporter.fairness import metrics as fm
 from exporter.performance import estimation as est
 from exporter.performance import loss_model as dle
@@ -170,10 +170,9 @@ def feature_report(
     layout: Layout,
     vector: np.ndarray,
     name: str,
-    alpha: float,
+    drift: DriftResult | None,
 ) -> FeatureReport:
-    """Quality and drift of one feature; `alpha`: the per-test level (`per_test_alpha`),
-    computed once per report rather than once per feature."""
+    """Quality of one feature, with its drift (`drifts`)."""
     rows = layout.scalar(vector, "rows")
     ftype = model.features[name].type
     missing = layout.scalar(vector, "missing", name)
@@ -193,41 +192,48 @@ def feature_report(
             else _ratio(layout.scalar(vector, "new_category", name), present)
         ),
     )
-    drift = None
-    if baseline is not None:
-        drift = _drift(
-            model, baseline.features[name], layout, vector, name, model.thresholds_for(name), alpha
-        )
     return FeatureReport(name, ftype, quality, drift)
 
 
-def _drift(
+def _comparison(
     model: ModelConfig,
     ref: Reference,
     layout: Layout,
     vector: np.ndarray,
     key: str,
     thresholds: DriftThresholds,
-    alpha: float,
-) -> DriftResult | None:
-    """Drift of one distribution; None (absent, never a number from nothing) below min_samples."""
+) -> Comparison | None:
+    """What the drift of one distribution is computed from; None (absent, never a number from
+    nothing) below min_samples."""
     current = layout.read(vector, "bins", key)
     if current.sum() < model.min_samples:
         return None
-    sums = {}
-    if ("below_sum", key) in layout:
-        sums = {
-            "below_sum": layout.scalar(vector, "below_sum", key),
-            "above_sum": layout.scalar(vector, "above_sum", key),
-        }
-    return compare(
-        ref,
-        current,
-        thresholds,
-        model.min_samples,
-        alpha,
-        **sums,
+    if ("below_sum", key) not in layout:
+        return Comparison(ref, current, thresholds)
+    below, above = layout.scalar(vector, "below_sum", key), layout.scalar(vector, "above_sum", key)
+    return Comparison(ref, current, thresholds, below, above)
+
+
+def drifts(
+    model: ModelConfig, baseline: Baseline | None, layout: Layout, vector: np.ndarray
+) -> dict[str | None, DriftResult]:
+    """Drift of every feature (by name) and of the output (None, as in `thresholds_for`) that
+    has min_samples values, computed together (`compare_all`) at the per-test level
+    (`per_test_alpha`)."""
+    if baseline is None:
+        return {}
+    wanted: dict[str | None, Comparison | None] = {
+        name: _comparison(
+            model, baseline.features[name], layout, vector, name, model.thresholds_for(name)
+        )
+        for name in model.features
+    }
+    wanted[None] = _comparison(
+        model, baseline.prediction, layout, vector, PREDICTION, model.thresholds
     )
+    items = {key: item for key, item in wanted.items() if item is not None}
+    results = compare_all(list(items.values()), model.min_samples, per_test_alpha(model))
+    return dict(zip(items, results, strict=True))
 
 
 def correlation_drift(
@@ -606,11 +612,8 @@ def multivariate_drift(
 def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) -> ModelReport:
     dl, dv = totals.drift_layout, totals.drift
     pl, pv = totals.performance_layout, totals.performance
-    alpha = per_test_alpha(model)
-    features = {n: feature_report(model, baseline, dl, dv, n, alpha) for n in model.features}
-    prediction = None
-    if baseline is not None:
-        prediction = _drift(model, baseline.prediction, dl, dv, PREDICTION, model.thresholds, alpha)
+    drift = drifts(model, baseline, dl, dv)
+    features = {n: feature_report(model, baseline, dl, dv, n, drift.get(n)) for n in model.features}
     performance = performance_by_segment(model, pl, pv, model.min_labeled)
     groups = model_groups(model, baseline)
     base_perf = baseline.performance if baseline is not None else {}
@@ -622,7 +625,7 @@ def build_report(model: ModelConfig, baseline: Baseline | None, totals: Totals) 
         window_labeled=int(pl.scalar(pv, "n", ALL)),
         performance_window_predictions=int(pl.scalar(pv, "predictions")),
         features=features,
-        prediction_drift=prediction,
+        prediction_drift=drift.get(None),
         correlation=correlation_drift(model, baseline, dl, dv),
         performance=performance,
         segment_counts={g: int(pl.scalar(pv, "n", g)) for g in groups.performance},

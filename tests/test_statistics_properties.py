@@ -14,10 +14,11 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 from exporter import significance as sig
-from exporter.baseline import NumericReference
-from exporter.config import parse_config
+from exporter.baseline import CategoricalReference, NumericReference
+from exporter.config import DriftThresholds, parse_config
 from exporter.drift import statistical as st
 from exporter.drift.binning import EdgeCounter, count_at_or_below
+from exporter.drift.feature_drift import Comparison, compare, compare_all
 from exporter.report import build_report
 from exporter.rows import parse_rows
 from exporter.storage.prediction_store import (
@@ -283,3 +284,60 @@ def test_edge_counter_serves_the_usual_baselines() -> None:
     for sample in (rng.normal(size=10_000), rng.integers(0, 30, 10_000).astype(float)):
         edges = np.unique(np.quantile(sample, np.linspace(0.0, 1.0, 101)))[1:-1]
         assert EdgeCounter.of(edges) is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.data())
+def test_drift_of_a_stack_is_the_drift_of_each_distribution_alone(data: hs.DataObject) -> None:
+    """`compare_all` computes numeric distributions of one bin layout as one stack: each one's
+    result is what it gets compared alone, and its statistics are the 1-D ones on its own PSI
+    bins (checked against scipy above). Mixed in: other layouts (tied values), a constant
+    feature (no Wasserstein), a categorical one, windows below min_samples and thin ones whose
+    null quantiles are simulated."""
+    rng = np.random.default_rng(data.draw(hs.integers(0, 2**32 - 1)))
+    refs = [
+        NumericReference.capture(rng.normal(size=500)),
+        NumericReference.capture(rng.normal(3, 2, size=800)),
+        NumericReference.capture(rng.integers(0, 5, size=300).astype(float)),  # ties
+        NumericReference.capture(rng.integers(0, 5, size=300).astype(float)),  # other shares
+        NumericReference.capture(np.full(50, 7.0)),  # constant
+        CategoricalReference(
+            ("a", "b", "c"), np.array([50.0, 30.0, 0.0, 20.0]), frozenset("abc"), 0
+        ),
+    ]
+    items = []
+    for ref in data.draw(hs.lists(hs.sampled_from(refs), min_size=1, max_size=8)):
+        total = data.draw(hs.sampled_from([0, 40, 300, 2500, 10_000]))
+        current = rng.multinomial(total, rng.dirichlet(np.ones(ref.n_bins))).astype(float)
+        sums = rng.normal(size=2) * current[[0, -1]] if isinstance(ref, NumericReference) else ()
+        items.append(Comparison(ref, current, DriftThresholds(), *sums))
+    alpha = data.draw(hs.floats(1e-5, 0.1))
+    together = compare_all(items, 100, alpha)
+    assert len(together) == len(items)
+    for item, result in zip(items, together, strict=True):
+        alone = compare(
+            item.ref, item.current, item.thresholds, 100, alpha, item.below_sum, item.above_sum
+        )
+        assert result.triggered == alone.triggered and result.detected == alone.detected
+        for name in ("psi", "ks_statistic", "wasserstein_normalized", "chi_square", "ks_p_value"):
+            value, reference = getattr(result, name), getattr(alone, name)
+            assert (value is None) == (reference is None), name
+            if value is not None:
+                assert value == pytest.approx(reference, rel=1e-12, nan_ok=True), name
+        assert result.thresholds == pytest.approx(alone.thresholds, rel=1e-12)
+        assert result.bins == alone.bins and result.rows == alone.rows
+        assert result.current_ratio == pytest.approx(alone.current_ratio, rel=1e-12)
+        assert result.baseline_ratio == pytest.approx(alone.baseline_ratio, rel=1e-12)
+        if isinstance(item.ref, NumericReference):
+            expected = np.bincount(item.ref.psi_bins, weights=item.ref.counts)
+            actual = np.bincount(item.ref.psi_bins, weights=item.current)
+            assert result.psi == pytest.approx(st.psi(expected, actual), rel=1e-12)
+            assert result.js_distance == pytest.approx(st.js_distance(expected, actual), rel=1e-12)
+            assert result.ks_statistic == pytest.approx(
+                st.ks_statistic(item.ref.counts, item.current), rel=1e-12, abs=1e-15
+            )
+            assert (result.wasserstein_normalized is None) == (item.ref.std == 0)
+        else:
+            assert result.chi_square == pytest.approx(
+                st.chi_square(item.ref.counts, item.current)[0]
+            )

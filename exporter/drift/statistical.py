@@ -58,9 +58,10 @@ def js_distance(expected: np.ndarray, actual: np.ndarray) -> float | np.ndarray:
     return _out(np.sqrt(np.maximum(0.0, (half(e) + half(a)) / 2)))
 
 
-def ks_statistic(expected: np.ndarray, actual: np.ndarray) -> float:
+def ks_statistic(expected: np.ndarray, actual: np.ndarray) -> float | np.ndarray:
     """Largest gap between the two CDFs at the bin edges (exact for the binned data)."""
-    return float(np.max(np.abs(np.cumsum(proportions(expected)) - np.cumsum(proportions(actual)))))
+    gap = np.cumsum(proportions(expected), axis=-1) - np.cumsum(proportions(actual), axis=-1)
+    return _out(np.max(np.abs(gap), axis=-1))
 
 
 SIMULATE_BELOW = 1000  # windows smaller than this get simulated no-drift quantiles
@@ -123,28 +124,36 @@ def simulated_null_quantile(
     return tail_quantile(_DIVERGENCES[statistic](base, window), alpha)
 
 
-def psi_null_quantile(n_expected: float, n_actual: float, bins: int, alpha: float) -> float:
+def psi_null_quantile(
+    n_expected: float | np.ndarray,
+    n_actual: float | np.ndarray,
+    bins: int | np.ndarray,
+    alpha: float,
+) -> float | np.ndarray:
     """PSI that no-drift samples of these sizes exceed with probability `alpha`.
 
     Under no drift, PSI * n*m/(n+m) is approximately chi-square with (bins - 1) degrees of
-    freedom, so thin windows need a larger PSI before it means anything.
+    freedom, so thin windows need a larger PSI before it means anything. Infinite where there
+    is nothing to compare (an empty side, fewer than two bins).
     """
-    if n_expected <= 0 or n_actual <= 0 or bins < 2:
-        return float("inf")
-    # chi2.isf(alpha, bins - 1) as scipy.stats computes it, without its per-call dispatch (a
-    # report asks once per distribution and statistic: 51 x 3 per model per active scrape).
-    return float(special.chdtri(bins - 1, alpha) * (1.0 / n_expected + 1.0 / n_actual))
+    m, n, bins = np.asarray(n_expected, float), np.asarray(n_actual, float), np.asarray(bins)
+    valid = (m > 0) & (n > 0) & (bins >= 2)
+    m, n, dof = np.where(valid, m, 1.0), np.where(valid, n, 1.0), np.where(valid, bins - 1, 1)
+    # chi2.isf(alpha, bins - 1) as scipy.stats computes it, without its per-call dispatch.
+    return _out(np.where(valid, special.chdtri(dof, alpha) * (1.0 / m + 1.0 / n), np.inf))
 
 
-def occupied_bins(expected: np.ndarray, actual: np.ndarray) -> int:
+def occupied_bins(expected: np.ndarray, actual: np.ndarray) -> int | np.ndarray:
     """Bins with mass on either side: the degrees of freedom of the comparison, plus one."""
-    return int(np.count_nonzero((expected > 0) | (actual > 0)))
+    occupied = np.count_nonzero((expected > 0) | (actual > 0), axis=-1)
+    return int(occupied) if np.ndim(occupied) == 0 else occupied
 
 
 def _cdf_at_edges(counts: np.ndarray) -> np.ndarray:
     """CDF at edges[0..F] of fine-bin counts laid out [underflow, F inner bins, overflow]."""
     p = proportions(counts)
-    return p[0] + np.concatenate([[0.0], np.cumsum(p[1:-1])])
+    inner = np.cumsum(p[..., 1:-1], axis=-1)
+    return p[..., :1] + np.concatenate([np.zeros_like(p[..., :1]), inner], axis=-1)
 
 
 def _abs_linear_integral(a: np.ndarray, b: np.ndarray, width: np.ndarray) -> np.ndarray:
@@ -159,25 +168,26 @@ def wasserstein_binned(
     edges: np.ndarray,
     expected: np.ndarray,
     actual: np.ndarray,
-    below_sum: float = 0.0,
-    above_sum: float = 0.0,
-) -> float:
+    below_sum: float | np.ndarray = 0.0,
+    above_sum: float | np.ndarray = 0.0,
+) -> float | np.ndarray:
     """Wasserstein-1 distance from fine-bin counts (same units as the feature).
 
     `expected` is a baseline's counts, whose out-of-range bins are empty by construction (its
     bins span its own range). Inside that range each CDF is taken as linear within a bin; outside
     it the window's values are known through their sums (`below_sum`, `above_sum`), so those
     parts are exact.
-    The gap to the distance on raw values is at most `wasserstein_bin_bound`.
+    The gap to the distance on raw values is at most `wasserstein_bin_bound`. NaN where a side
+    is empty.
     """
-    n = actual.sum()
-    if n <= 0 or expected.sum() <= 0:
-        return float("nan")
+    n, m = actual.sum(axis=-1), expected.sum(axis=-1)
     d = _cdf_at_edges(actual) - _cdf_at_edges(expected)
-    inner = float(np.sum(_abs_linear_integral(d[:-1], d[1:], np.diff(edges))))
-    below = actual[0] * edges[0] / n - below_sum / n
-    above = above_sum / n - actual[-1] * edges[-1] / n
-    return inner + max(0.0, below) + max(0.0, above)
+    inner = np.sum(_abs_linear_integral(d[..., :-1], d[..., 1:], np.diff(edges)), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = actual[..., 0] * edges[..., 0] / n - below_sum / n
+        above = above_sum / n - actual[..., -1] * edges[..., -1] / n
+    w1 = inner + np.maximum(0.0, below) + np.maximum(0.0, above)
+    return _out(np.where((n > 0) & (m > 0), w1, np.nan))
 
 
 def wasserstein_bin_bound(edges: np.ndarray, expected: np.ndarray, actual: np.ndarray) -> float:
@@ -191,16 +201,20 @@ def wasserstein_bin_bound(edges: np.ndarray, expected: np.ndarray, actual: np.nd
 
 
 def wasserstein_null_bound(
-    edges: np.ndarray, expected: np.ndarray, actual: np.ndarray, ks_critical: float
-) -> float:
+    edges: np.ndarray,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    ks_critical: float | np.ndarray,
+) -> float | np.ndarray:
     """W1 that no-drift samples exceed with probability at most alpha (conservative).
 
     With probability 1 - alpha the CDF gap is below the KS critical value everywhere, and it is
     never more than F_b + F_c or (1 - F_b) + (1 - F_c); integrating that envelope bounds W1.
     """
     fb, fc = _cdf_at_edges(expected), _cdf_at_edges(actual)
+    ks_critical = np.asarray(ks_critical, dtype=float)[..., None]
     envelope = np.minimum(ks_critical, np.minimum(fb + fc, 2 - fb - fc))
-    return float(np.sum(np.diff(edges) * (envelope[:-1] + envelope[1:]) / 2))
+    return _out(np.sum(np.diff(edges) * (envelope[..., :-1] + envelope[..., 1:]) / 2, axis=-1))
 
 
 def chi_square(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
@@ -220,21 +234,28 @@ def chi_square(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
     return statistic, float(special.chdtrc(table.shape[1] - 1, statistic))  # chi2.sf
 
 
-def ks_critical(n_expected: float, n_actual: float, alpha: float) -> float:
-    """Asymptotic two-sample KS critical value: sqrt(-ln(alpha/2)/2) * sqrt((n+m)/(n*m))."""
-    if n_expected <= 0 or n_actual <= 0:
-        return float("inf")
-    return float(
-        np.sqrt(-np.log(alpha / 2) / 2) * np.sqrt((n_expected + n_actual) / (n_expected * n_actual))
-    )
+def ks_critical(
+    n_expected: float | np.ndarray, n_actual: float | np.ndarray, alpha: float
+) -> float | np.ndarray:
+    """Asymptotic two-sample KS critical value: sqrt(-ln(alpha/2)/2) * sqrt((n+m)/(n*m)),
+    infinite where a side is empty."""
+    m, n = np.asarray(n_expected, dtype=float), np.asarray(n_actual, dtype=float)
+    valid = (m > 0) & (n > 0)
+    m, n = np.where(valid, m, 1.0), np.where(valid, n, 1.0)
+    critical = np.sqrt(-np.log(alpha / 2) / 2) * np.sqrt((m + n) / (m * n))
+    return _out(np.where(valid, critical, np.inf))
 
 
-def ks_p_value(statistic: float, n_expected: float, n_actual: float) -> float:
-    """Asymptotic two-sample KS p-value (Kolmogorov distribution); informative only."""
-    if n_expected <= 0 or n_actual <= 0:
-        return float("nan")
-    effective = n_expected * n_actual / (n_expected + n_actual)
-    return float(special.kolmogorov(statistic * np.sqrt(effective)))  # kstwobign.sf
+def ks_p_value(
+    statistic: float | np.ndarray, n_expected: float | np.ndarray, n_actual: float | np.ndarray
+) -> float | np.ndarray:
+    """Asymptotic two-sample KS p-value (Kolmogorov distribution), NaN where a side is empty;
+    informative only."""
+    m, n = np.asarray(n_expected, dtype=float), np.asarray(n_actual, dtype=float)
+    valid = (m > 0) & (n > 0)
+    m, n = np.where(valid, m, 1.0), np.where(valid, n, 1.0)
+    p = special.kolmogorov(statistic * np.sqrt(m * n / (m + n)))  # kstwobign.sf
+    return _out(np.where(valid, p, np.nan))
 
 
 def correlation_from_sums(n: float, sums: np.ndarray, cross: np.ndarray) -> np.ndarray:
