@@ -144,8 +144,8 @@ def test_rebuild_by_copy_pages_equals_rebuild_by_rows(pg_url: str, monkeypatch) 
     copied: list[int] = []
     read = CopyPages.read
 
-    def counted(self: CopyPages, stmt: sa.Select) -> pd.DataFrame | None:
-        frame = read(self, stmt)
+    def counted(self: CopyPages, stmt: sa.Select, params: dict) -> pd.DataFrame | None:
+        frame = read(self, stmt, params)
         copied.append(0 if frame is None else len(frame))
         return frame
 

@@ -63,16 +63,21 @@ class CopyPages:
             return None
         return cls(engine)
 
-    def read(self, stmt: sa.Select[Any]) -> pd.DataFrame | None:
-        """The rows of `stmt` as the row route's frame, or None when they are to be read as
-        rows: a column of a type not read this way, or no rows at all."""
+    def read(
+        self, stmt: sa.Select[Any], params: dict[str, Any] | None = None
+    ) -> pd.DataFrame | None:
+        """The rows of `stmt` run with `params`, as the row route's frame, or None when they
+        are to be read as rows: a column of a type not read this way, a list parameter (its
+        SQL is only written at execution), or no rows at all."""
         columns = {c.name: arrow_type(c.type) for c in stmt.selected_columns}
         if None in columns.values():
             return None
         compiled = stmt.compile(dialect=self.engine.dialect)
+        if any(bind.expanding for bind in compiled.binds.values()):
+            return None
         sql = f"COPY ({compiled.string}) TO STDOUT (FORMAT csv, HEADER)"
         with self.engine.connect() as conn:
-            text = copy_out(conn, sql, compiled.construct_params())
+            text = copy_out(conn, sql, compiled.construct_params(params))
         table = pa_csv.read_csv(
             pa.py_buffer(text),
             convert_options=pa_csv.ConvertOptions(

@@ -105,9 +105,11 @@ def _driver_call(conn: sa.Connection) -> Iterator[None]:
         _disarm(info)
 
 
-def fetch_all(conn: sa.Connection, stmt: sa.Executable) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The column names and rows of `stmt` as the driver's plain tuples, execute and fetch
-    under one deadline.
+def fetch_all(
+    conn: sa.Connection, stmt: sa.Executable, params: dict[str, Any] | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The column names and rows of `stmt` run with `params`, as the driver's plain tuples,
+    execute and fetch under one deadline.
 
     SQLAlchemy's `Row` objects cost more than the query on large reads (and pandas probes each
     for a `dtype` when it builds a frame from them), so the rows come from the DBAPI cursor.
@@ -115,7 +117,7 @@ def fetch_all(conn: sa.Connection, stmt: sa.Executable) -> tuple[list[str], list
     info = conn.info  # the pooled connection's: still there once `conn` is invalidated
     info[_HOLD] = True
     try:
-        result = conn.execute(stmt)
+        result = conn.execute(stmt, params)
         with _driver_call(conn):
             return list(result.keys()), result.cursor.fetchall()
     finally:

@@ -7,11 +7,15 @@ config and reaches the database only through SQLAlchemy's quoting (reflected `Ta
 Reads use keyset pagination on (order column, id), with a plain lower bound on the order column
 before the row-value comparison, so that each read is one index range scan over the rows that
 are new, whatever the size of the table.
+
+A model makes the same few statements on every refresh, with new bounds. Each is built once per
+shape (which bounds it has), its bounds as bind parameters, and run with their values: building
+and compiling a 55-column select took longer than an idle read itself (issue 11).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -330,6 +334,11 @@ class Span:
     before: float | None = None
     ids: tuple[Any, ...] | None = None  # only these ids (reconciliation fetching what it lacks)
 
+    @property
+    def shape(self) -> tuple[bool, bool, bool]:
+        """Which optional bounds the span has: what its statement's WHERE terms are."""
+        return (self.after is not None, self.before is not None, self.ids is not None)
+
 
 Stream = Literal["predictions", "labels"]
 
@@ -357,6 +366,8 @@ class ModelSource:
         self.bulk = bulk  # the reader of bulk pages where one serves the store (copy_pages.py)
         self._tables: dict[str, sa.Table] = {}
         self._formats: dict[Stream, TimeFormat] = {}
+        # statements by what they are and their shape (time formats included: see `_statement`)
+        self._statements: dict[tuple[Any, ...], sa.Select[Any]] = {}
 
     def _table(self, name: str) -> sa.Table:
         if name not in self._tables:
@@ -370,6 +381,7 @@ class ModelSource:
         """Drop reflected tables, e.g. after an outage during which a table was re-created."""
         self._tables.clear()
         self._formats.clear()
+        self._statements.clear()
 
     def forget_guessed_formats(self) -> None:
         """Detect again the formats guessed from an empty column (once per refresh): the first
@@ -439,36 +451,75 @@ class ModelSource:
             return []
         return [table.c[src.model_column] == (src.model_value or self.model.model_id)]
 
+    def _statement(
+        self, key: tuple[Any, ...], build: Callable[[], sa.Select[Any]]
+    ) -> sa.Select[Any]:
+        """The statement `build` makes, built once per `key`. Keys name the time formats the
+        statement was built with, so a format detected anew (a guessed one replaced) gets its
+        own statement."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = build()
+        return stmt
+
     @staticmethod
     def _range(
         order: sa.ColumnElement[Any],
         key: sa.ColumnElement[Any],
-        time: TimeFormat,
-        span: Span,
+        shape: tuple[bool, bool, bool],
+        prefix: str = "",
     ) -> list[sa.ColumnElement[bool]]:
-        """The WHERE terms of one read: one lower bound on the order column for the index to
-        start its range scan at (the cursor's, once there is one), then the keyset. `order` is
-        already in the form `time.expression` gives; bounds are values of the column's kind."""
-        after = span.after
-        lower = after.order if after is not None else time.bound(span.start, "ge")
-        terms = [order >= lower, order <= time.bound(span.until, "le")]
-        if after is not None:
-            terms.append(sa.tuple_(order, key) > (after.order, after.key))
-        if span.before is not None:
-            terms.append(order < time.bound(span.before, "lt"))
-        if span.ids is not None:
-            terms.append(key.in_(span.ids))
+        """The WHERE terms of one read of `shape` (`Span.shape`), their values bind parameters
+        named after `prefix` (`_bounds` gives them): one lower bound on the order column for the
+        index to start its range scan at (the cursor's, once there is one), then the keyset.
+        `order` is already in the form `TimeFormat.expression` gives."""
+        after, before, ids = shape
+
+        def value(name: str, of: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
+            return sa.bindparam(prefix + name, type_=of.type)
+
+        terms = [order >= value("lower", order), order <= value("until", order)]
+        if after:
+            terms.append(
+                sa.tuple_(order, key)
+                > sa.tuple_(value("after_order", order), value("after_key", key))
+            )
+        if before:
+            terms.append(order < value("before", order))
+        if ids:
+            terms.append(key.in_(sa.bindparam(prefix + "ids", type_=key.type, expanding=True)))
         return terms
 
-    def _fetch(self, stmt: sa.Select[Any], bulk: bool = False) -> pd.DataFrame:
-        """The rows of `stmt` as a frame, from the driver's plain tuples (`fetch_all`), or for
-        a `bulk` page (a rebuild's, a backlog's) through `CopyPages` where the store has it."""
+    @staticmethod
+    def _bounds(time: TimeFormat, span: Span, prefix: str = "") -> dict[str, Any]:
+        """The values of `_range`'s parameters for `span`; bounds are values of the column's
+        kind."""
+        after = span.after
+        values = {
+            "lower": after.order if after is not None else time.bound(span.start, "ge"),
+            "until": time.bound(span.until, "le"),
+        }
+        if after is not None:
+            values |= {"after_order": after.order, "after_key": after.key}
+        if span.before is not None:
+            values["before"] = time.bound(span.before, "lt")
+        if span.ids is not None:
+            values["ids"] = list(span.ids)
+        return {prefix + name: value for name, value in values.items()}
+
+    def _fetch(
+        self, stmt: sa.Select[Any], params: dict[str, Any] | None = None, bulk: bool = False
+    ) -> pd.DataFrame:
+        """The rows of `stmt` run with `params`, as a frame, from the driver's plain tuples
+        (`fetch_all`), or for a `bulk` page (a rebuild's, a backlog's) through `CopyPages`
+        where the store has it."""
+        params = params or {}
         if bulk and self.bulk is not None:
-            frame = self.bulk.read(stmt)
+            frame = self.bulk.read(stmt, params)
             if frame is not None:
                 return frame
         with self.engine.connect() as conn:
-            columns, rows = fetch_all(conn, stmt)
+            columns, rows = fetch_all(conn, stmt, params)
         if not rows:  # most live reads: a copy of a kept empty frame is 100x cheaper to make
             return _empty(tuple(columns)).copy()
         return pd.DataFrame.from_records(rows, columns=columns)
@@ -498,24 +549,36 @@ class ModelSource:
     def predictions_query(
         self, span: Span, limit: int, with_labels: bool = False
     ) -> sa.Select[Any]:
-        """The statement `read_predictions` runs (its plan is checked in the tests)."""
-        src = self.model.source
-        table, from_, columns = self._predictions_from(with_labels)
+        """The statement `read_predictions` runs, its values bound (its plan is checked in the
+        tests)."""
+        stmt, params = self._predictions_query(span, limit, with_labels)
+        return stmt.params(params)
+
+    def _predictions_query(
+        self, span: Span, limit: int, with_labels: bool
+    ) -> tuple[sa.Select[Any], dict[str, Any]]:
         time = self.time_format("predictions")
-        ts, key = time.expression(table.c[src.timestamp_column]), table.c[src.id_column]
-        return (
-            sa.select(*columns)
-            .select_from(from_)
-            .where(*self._model_filter(table), *self._range(ts, key, time, span))
-            .order_by(ts, key)
-            .limit(limit)
-        )
+
+        def build() -> sa.Select[Any]:
+            src = self.model.source
+            table, from_, columns = self._predictions_from(with_labels)
+            ts, key = time.expression(table.c[src.timestamp_column]), table.c[src.id_column]
+            return (
+                sa.select(*columns)
+                .select_from(from_)
+                .where(*self._model_filter(table), *self._range(ts, key, span.shape))
+                .order_by(ts, key)
+                .limit(limit)
+            )
+
+        stmt = self._statement(("predictions", time, span.shape, limit, with_labels), build)
+        return stmt, self._bounds(time, span)
 
     def read_predictions(
         self, span: Span, limit: int, with_labels: bool = False, bulk: bool = False
     ) -> pd.DataFrame:
         """Up to `limit` predictions in `span`, in (time, id) order (`bulk`: see `_fetch`)."""
-        return self._fetch(self.predictions_query(span, limit, with_labels), bulk)
+        return self._fetch(*self._predictions_query(span, limit, with_labels), bulk=bulk)
 
     def read_labels(self, span: Span, limit: int, bulk: bool = False) -> pd.DataFrame:
         """Up to `limit` label arrivals in `span`, joined to their predictions.
@@ -523,33 +586,40 @@ class ModelSource:
         A label whose prediction is not in the table comes back with a null MATCHED column
         (outer join), so it can be counted as rejected instead of vanishing.
         """
-        labels = self.model.source.labels
-        assert labels is not None
-        predictions = self._table(self.model.source.table)
-        from_, arrival, key, filters = self._stream_order("labels")
-        if labels.table is not None:
-            from_ = from_.outerjoin(
-                predictions,
-                sa.and_(
-                    key == predictions.c[self.model.source.id_column],
-                    *self._model_filter(predictions),
-                ),
+        time = self.time_format("labels")
+
+        def build() -> sa.Select[Any]:
+            labels = self.model.source.labels
+            assert labels is not None
+            predictions = self._table(self.model.source.table)
+            from_, arrival, key, filters = self._stream_order("labels")
+            if labels.table is not None:
+                from_ = from_.outerjoin(
+                    predictions,
+                    sa.and_(
+                        key == predictions.c[self.model.source.id_column],
+                        *self._model_filter(predictions),
+                    ),
+                )
+            columns = [c for c in self._prediction_columns(predictions) if c.name != ID]
+            label = self._table(labels.table or self.model.source.table).c[labels.column]
+            return (
+                sa.select(
+                    key.label(ID),
+                    predictions.c[self.model.source.id_column].label(MATCHED),
+                    *columns,
+                    label.label(LABEL),
+                    arrival.label(ARRIVAL),
+                )
+                .select_from(from_)
+                .where(*filters, *self._range(arrival, key, span.shape))
+                .order_by(arrival, key)
+                .limit(limit)
             )
-        columns = [c for c in self._prediction_columns(predictions) if c.name != ID]
-        stmt = (
-            sa.select(
-                key.label(ID),
-                predictions.c[self.model.source.id_column].label(MATCHED),
-                *columns,
-                self._table(labels.table or self.model.source.table).c[labels.column].label(LABEL),
-                arrival.label(ARRIVAL),
-            )
-            .select_from(from_)
-            .where(*filters, *self._range(arrival, key, self.time_format("labels"), span))
-            .order_by(arrival, key)
-            .limit(limit)
-        )
-        return self._fetch(stmt, bulk)
+
+        # the predictions' time format is in the selected columns
+        key = ("labels", time, self.time_format("predictions"), span.shape, limit)
+        return self._fetch(self._statement(key, build), self._bounds(time, span), bulk)
 
     def _stream_order(
         self, stream: Stream, raw: bool = False
@@ -582,15 +652,20 @@ class ModelSource:
     def read_keys(self, stream: Stream, span: Span, limit: int) -> pd.DataFrame:
         """Only the (id, time) of up to `limit` rows of a stream in `span`: a narrow read for
         reconciliation to find which rows it has not counted, before fetching those whole."""
-        from_, order, key, filters = self._stream_order(stream)
-        stmt = (
-            sa.select(key.label(ID), order.label(ARRIVAL if stream == "labels" else TS))
-            .select_from(from_)
-            .where(*filters, *self._range(order, key, self.time_format(stream), span))
-            .order_by(order, key)
-            .limit(limit)
-        )
-        return self._fetch(stmt)
+        time = self.time_format(stream)
+
+        def build() -> sa.Select[Any]:
+            from_, order, key, filters = self._stream_order(stream)
+            return (
+                sa.select(key.label(ID), order.label(ARRIVAL if stream == "labels" else TS))
+                .select_from(from_)
+                .where(*filters, *self._range(order, key, span.shape))
+                .order_by(order, key)
+                .limit(limit)
+            )
+
+        stmt = self._statement(("keys", stream, time, span.shape, limit), build)
+        return self._fetch(stmt, self._bounds(time, span))
 
     def edge_keys(self, stream: Stream, start: float, limit: int) -> pd.DataFrame:
         """(id, stored time) of the `limit` newest rows of a stream and of the `limit` rows just
@@ -614,25 +689,43 @@ class ModelSource:
     def count_query(
         self, stream: Stream, width: int, by_bucket: Sequence[Span], whole: Sequence[Span] = ()
     ) -> sa.Executable:
-        """The statement `count_rows` runs: a `UNION ALL` of one indexed range count per span,
-        grouped by bucket for the spans of `by_bucket`. Rows: (part, bucket, count)."""
-        from_, column, _, filters = self._stream_order(stream, raw=True)
+        """The statement `count_rows` runs, its values bound (its plan is checked in the
+        tests)."""
+        stmt, params = self._count_query(stream, width, by_bucket, whole)
+        return stmt.params(params)
+
+    def _count_query(
+        self, stream: Stream, width: int, by_bucket: Sequence[Span], whole: Sequence[Span]
+    ) -> tuple[sa.Select[Any], dict[str, Any]]:
+        """A `UNION ALL` of one indexed range count per span, grouped by bucket for the spans
+        of `by_bucket`. Rows: (part, bucket, count)."""
         time = self.time_format(stream)
-        key = time.bucket_key(column, width, self.engine.dialect.name).label("bucket")
-        order = time.expression(column)
+        spans = [*by_bucket, *whole]
 
-        def count(part: int, span: Span, grouped: bool) -> sa.Select[Any]:
-            stmt = sa.select(
-                sa.literal(part).label("part"),
-                key if grouped else sa.null().label("bucket"),
-                sa.func.count().label("n"),
-            ).select_from(from_)
-            stmt = stmt.where(*filters, *self._range(order, column, time, span))
-            return stmt.group_by(key) if grouped else stmt
+        def build() -> sa.Select[Any]:
+            from_, column, _, filters = self._stream_order(stream, raw=True)
+            bucket = time.bucket_key(column, width, self.engine.dialect.name).label("bucket")
+            order = time.expression(column)
 
-        counts = [count(part, span, True) for part, span in enumerate(by_bucket)]
-        counts += [count(len(by_bucket) + i, span, False) for i, span in enumerate(whole)]
-        return counts[0] if len(counts) == 1 else sa.union_all(*counts)
+            def count(part: int, span: Span) -> sa.Select[Any]:
+                grouped = part < len(by_bucket)
+                stmt = sa.select(
+                    sa.literal(part).label("part"),
+                    bucket if grouped else sa.null().label("bucket"),
+                    sa.func.count().label("n"),
+                ).select_from(from_)
+                stmt = stmt.where(*filters, *self._range(order, column, span.shape, f"s{part}_"))
+                return stmt.group_by(bucket) if grouped else stmt
+
+            counts = [count(part, span) for part, span in enumerate(spans)]
+            return counts[0] if len(counts) == 1 else sa.union_all(*counts)
+
+        shapes = (len(by_bucket), tuple(span.shape for span in spans))
+        stmt = self._statement(("counts", stream, time, width, shapes), build)
+        params: dict[str, Any] = {}
+        for part, span in enumerate(spans):
+            params |= self._bounds(time, span, f"s{part}_")
+        return stmt, params
 
     def count_rows(
         self, stream: Stream, width: int, by_bucket: Sequence[Span], whole: Sequence[Span] = ()
@@ -647,7 +740,7 @@ class ModelSource:
         each row's bucket and groups by it, about ten times the cost on SQLite (issue 11).
         """
         with self.engine.connect() as conn:
-            rows = conn.execute(self.count_query(stream, width, by_bucket, whole)).all()
+            rows = conn.execute(*self._count_query(stream, width, by_bucket, whole)).all()
         totals = [0] * len(whole)
         parts: list[dict[int, int]] = [{} for _ in by_bucket]
         grouped = []
