@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from exporter.storage.engine import autocommit
 from exporter.storage.prediction_store import metadata_tables
 
 _, AUDIT, _ = metadata_tables(sa.MetaData())
@@ -35,7 +36,7 @@ def record(
 
 def last_action(engine: Engine, model_id: str, action: str) -> float | None:
     """Epoch seconds of the model's latest `action`, or None."""
-    with engine.connect() as conn:
+    with autocommit(engine).connect() as conn:
         at = conn.execute(
             sa.select(sa.func.max(AUDIT.c.at)).where(
                 AUDIT.c.model_id == model_id, AUDIT.c.action == action
@@ -48,5 +49,5 @@ def entries(engine: Engine, model_id: str, action: str | None = None) -> list[di
     stmt = sa.select(AUDIT).where(AUDIT.c.model_id == model_id).order_by(AUDIT.c.id)
     if action is not None:
         stmt = stmt.where(AUDIT.c.action == action)
-    with engine.connect() as conn:
+    with autocommit(engine).connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from exporter.baseline import Baseline
 from exporter.config import ModelConfig
 from exporter.storage import audit
+from exporter.storage.engine import autocommit
 from exporter.storage.prediction_store import (
     ID,
     LABEL,
@@ -40,6 +41,7 @@ class BaselineStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)
         self.table, _, _ = metadata_tables(sa.MetaData())
 
     def _rank(self, model_id: str, row_key: Any) -> sa.Select[Any]:
@@ -65,7 +67,7 @@ class BaselineStore:
         return version
 
     def latest_version(self, model_id: str) -> int | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             count = conn.execute(
                 sa.select(sa.func.count()).where(self.table.c.model_id == model_id)
             ).scalar_one()
@@ -79,7 +81,7 @@ class BaselineStore:
             stmt = stmt.order_by(t.c.version.desc()).limit(1)
         else:
             stmt = stmt.order_by(t.c.version).offset(version - 1).limit(1)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(stmt).mappings().first()
             if row is None:
                 return None

@@ -32,7 +32,7 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from exporter.storage.engine import copy_out
+from exporter.storage.engine import autocommit, copy_out
 
 
 def arrow_type(type_: sa.types.TypeEngine[Any]) -> pa.DataType | None:
@@ -54,6 +54,7 @@ class CopyPages:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)
 
     @classmethod
     def for_engine(cls, engine: Engine) -> CopyPages | None:
@@ -76,7 +77,7 @@ class CopyPages:
         if any(bind.expanding for bind in compiled.binds.values()):
             return None
         sql = f"COPY ({compiled.string}) TO STDOUT (FORMAT csv, HEADER)"
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             text = copy_out(conn, sql, compiled.construct_params(params))
         table = pa_csv.read_csv(
             pa.py_buffer(text),

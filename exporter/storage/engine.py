@@ -135,6 +135,18 @@ def copy_out(conn: sa.Connection, sql: str, params: dict[str, Any]) -> bytes:
         return b"".join(copy)
 
 
+def autocommit(engine: Engine) -> Engine:
+    """`engine` for reads, on PostgreSQL with its connections in autocommit. Every read of the
+    exporter is one statement on a connection of its own, so a transaction around it only adds
+    two round trips (BEGIN, and ROLLBACK when the pool takes the connection back): an idle
+    model's refresh made 18 instead of 6 (9.1 -> 6.8 ms). pysqlite begins no transaction for a
+    read, and its isolation switch costs a PRAGMA each way, so SQLite's engine is left as it is.
+    Writes keep `engine.begin()`."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
     """An engine with connect, statement and lock-wait timeouts (see the module docstring)."""
     timeouts = timeouts or StoreTimeouts()

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from exporter.config import Config, ModelConfig
 from exporter.storage.copy_pages import CopyPages
-from exporter.storage.engine import fetch_all
+from exporter.storage.engine import autocommit, fetch_all
 from exporter.storage.time_format import (
     TEXT_TIME_PATTERN,
     TimeFormat,
@@ -362,6 +362,7 @@ class ModelSource:
 
     def __init__(self, engine: Engine, model: ModelConfig, bulk: CopyPages | None = None) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)
         self.model = model
         self.bulk = bulk  # the reader of bulk pages where one serves the store (copy_pages.py)
         self._tables: dict[str, sa.Table] = {}
@@ -426,7 +427,7 @@ class ModelSource:
             .order_by(column.desc() if newest else column)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(stmt).scalars())
 
     def _prediction_columns(self, table: sa.Table) -> list[sa.ColumnElement[Any]]:
@@ -518,7 +519,7 @@ class ModelSource:
             frame = self.bulk.read(stmt, params)
             if frame is not None:
                 return frame
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             columns, rows = fetch_all(conn, stmt, params)
         if not rows:  # most live reads: a copy of a kept empty frame is 100x cheaper to make
             return _empty(tuple(columns)).copy()
@@ -739,7 +740,7 @@ class ModelSource:
         whole count walks the index range and nothing else; a count per bucket also works out
         each row's bucket and groups by it, about ten times the cost on SQLite (issue 11).
         """
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(*self._count_query(stream, width, by_bucket, whole)).all()
         totals = [0] * len(whole)
         parts: list[dict[int, int]] = [{} for _ in by_bucket]
@@ -773,5 +774,5 @@ class ModelSource:
         if self.time_format(stream).kind == "text":  # text that is no time sorts outside any range
             untimed = sa.or_(untimed, column.not_like(TEXT_TIME_PATTERN))
         stmt = sa.select(sa.func.count()).select_from(from_).where(*filters, untimed)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
