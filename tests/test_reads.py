@@ -76,7 +76,10 @@ def _filled(url: str, n: int) -> tuple[sa.Engine, ModelSource, sa.Table]:
     create_schema(engine, config)
     table = sa.Table(src.table, sa.MetaData(), autoload_with=engine)
     data = regression_rows(np.random.default_rng(0), n)
-    with engine.begin() as conn:
+    # The fill is the test's, not the exporter's: 100,000 rows on a machine busy with the rest of
+    # the suite can take longer than the exporter's statement timeout.
+    filler = create_engine(url, StoreTimeouts(statement=120.0))
+    with filler.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text(f"ALTER TABLE {table.name} SET (autovacuum_enabled = false)"))
         conn.execute(
@@ -97,6 +100,7 @@ def _filled(url: str, n: int) -> tuple[sa.Engine, ModelSource, sa.Table]:
                 for i in range(n)
             ],
         )
+    filler.dispose()
     return engine, ModelSource(engine, model), table
 
 
