@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import ModelCollector
 from exporter.config import Config
+from exporter.exposition import _body
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.report import build_report
 from exporter.service import MonitorService
@@ -91,4 +92,9 @@ def test_cached_report_samples_render_as_a_fresh_collectors(tmp_path) -> None:
     changed = _render(collector)
     assert changed == _render(ModelCollector(service))
     assert changed != first
+    # The new report's lines reuse the text of the series the last one had (`_Families.known`):
+    # the served text is still prometheus_client's, byte for byte.
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert _body(registry, None, {})[0] == generate_latest(registry)
     assert collector._cached["reg"][0] is refresher.report
