@@ -341,3 +341,26 @@ def test_drift_of_a_stack_is_the_drift_of_each_distribution_alone(data: hs.DataO
             assert result.chi_square == pytest.approx(
                 st.chi_square(item.ref.counts, item.current)[0]
             )
+
+
+@SETTINGS
+@given(
+    hnp.arrays(
+        float,
+        hs.tuples(hs.integers(0, 8), hs.integers(0, 8)).map(lambda t: (2, t[0], t[0])),
+        elements=hs.one_of(hs.sampled_from([0.0, 0.5, -0.5, math.nan]), hs.floats(-1, 1)),
+    )
+)
+def test_largest_correlation_change_is_the_first_largest_finite_pair(pair: np.ndarray) -> None:
+    """Against a plain loop over the pairs i < j in row order: ties go to the first pair, pairs
+    with an unknown (NaN) correlation on either side never win."""
+    baseline, current = pair
+    best, where = math.nan, (-1, -1)
+    for i in range(len(baseline)):
+        for j in range(i + 1, len(baseline)):
+            change = abs(current[i, j] - baseline[i, j])
+            if math.isfinite(change) and (math.isnan(best) or change > best):
+                best, where = change, (i, j)
+    got, i, j = st.largest_correlation_change(baseline, current)
+    assert (i, j) == where
+    assert got == best or (math.isnan(got) and math.isnan(best))

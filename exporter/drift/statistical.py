@@ -277,12 +277,12 @@ def correlation_from_sums(n: float, sums: np.ndarray, cross: np.ndarray) -> np.n
 
 
 def largest_correlation_change(baseline: np.ndarray, current: np.ndarray) -> tuple[float, int, int]:
-    """Largest |current - baseline| over feature pairs, and the pair (i < j)."""
-    k = baseline.shape[0]
-    best, pair = math.nan, (-1, -1)
-    for i in range(k):
-        for j in range(i + 1, k):
-            change = abs(current[i, j] - baseline[i, j])
-            if math.isfinite(change) and (math.isnan(best) or change > best):
-                best, pair = change, (i, j)
-    return best, pair[0], pair[1]
+    """Largest |current - baseline| over feature pairs, and the pair (i < j): the first such
+    pair in row order on a tie; NaN and (-1, -1) where no pair has a finite change."""
+    i, j = np.triu_indices(baseline.shape[0], 1)
+    change = np.abs(current[i, j] - baseline[i, j])
+    finite = np.flatnonzero(np.isfinite(change))
+    if len(finite) == 0:
+        return math.nan, -1, -1
+    best = finite[np.argmax(change[finite])]
+    return float(change[best]), int(i[best]), int(j[best])
