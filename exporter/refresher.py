@@ -40,6 +40,7 @@ from exporter.monitors.retraining_scheduler import (
     RETRAINED_ACTION,
     Evidence,
     RetrainingDecision,
+    cooldown_may_hold,
     decide,
 )
 from exporter.report import ModelReport, build_report
@@ -229,11 +230,14 @@ class ModelRefresher:
             self._reported = totals
         self.findings = health.findings(self.model, self.report)
         self.findings += health.store_findings(self.status.unreadable_rows)
-        try:
-            last_retrained = audit.last_action(self.engine, self.model.model_id, RETRAINED_ACTION)
-        except SQLAlchemyError:
-            last_retrained = None  # no cooldown known; the decision itself still stands
-        self.decision = decide(self.model, Evidence.from_report(self.report), last_retrained, now)
+        evidence = Evidence.from_report(self.report)
+        self.decision = decide(self.model, evidence, now=now)
+        if cooldown_may_hold(self.decision):  # only then does the last retraining matter
+            try:
+                last = audit.last_action(self.engine, self.model.model_id, RETRAINED_ACTION)
+            except SQLAlchemyError:
+                last = None  # no cooldown known; the decision itself still stands
+            self.decision = decide(self.model, evidence, last, now)
         try:
             self._record(now)
             self._logged_errors.discard("history")

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fairlearn.metrics import demographic_parity_ratio
 
 from exporter.app import create_app
@@ -14,9 +15,10 @@ from exporter.config import parse_config
 from exporter.fairness import mitigator
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.monitors import ModelMonitor, RetrainingScheduler, SystemMonitor
-from exporter.monitors.retraining_scheduler import Evidence, decide
+from exporter.monitors.retraining_scheduler import RETRAINED_ACTION, Evidence, decide
 from exporter.monitors.system_monitor import latency_quantile
 from exporter.service import MonitorService
+from exporter.storage.audit import record
 from tests.conftest import (
     REGRESSION_MODEL,
     T0,
@@ -286,3 +288,51 @@ def test_system_monitor_reports_process_and_latency() -> None:
         np.quantile(samples, 0.5), rel=0.01
     )
     assert math.isnan(latency_quantile(bounds, np.zeros(4), 0.5))
+
+
+def test_the_exporter_asks_for_the_last_retraining_only_when_it_could_hold_a_decision_back(
+    tmp_path,
+) -> None:
+    """A healthy model's refresh makes no audit query; a drifted one asks, and a retraining
+    within the cooldown holds its recommendation back."""
+    config = make_config(
+        f"sqlite:///{tmp_path / 's.db'}",
+        models=[{**REGRESSION_MODEL, "retraining": {"cooldown": "1d", "recommend_from": "low"}}],
+    )
+    seed_regression(config, np.random.default_rng(5))
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    service.start_warmup().join()
+    refresher = service.refreshers["reg"]
+    asked: list[str] = []
+    sa.event.listen(
+        service.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: (
+            asked.append(statement)
+            if "model_monitor_audit" in statement and statement.lstrip().startswith("SELECT")
+            else None
+        ),
+    )
+    clock.advance(5)
+    refresher.refresh()
+    assert refresher.decision is not None and not refresher.decision.should_retrain
+    assert asked == []  # nothing to hold back: no lookup
+
+    d = regression_rows(np.random.default_rng(6), 600, shift=3.0)
+    with PredictionLogger(config) as logger:
+        for i in range(600):
+            logger.log_prediction(
+                "reg",
+                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                float(d["prediction"][i]),
+                timestamp=clock() - 2,
+            )
+    clock.advance(5)
+    refresher.refresh()
+    assert refresher.decision.should_retrain and len(asked) == 1
+    record(service.engine, "reg", RETRAINED_ACTION, {"by": "test"}, at=clock() - 60)
+    clock.advance(5)
+    refresher.refresh()
+    assert not refresher.decision.should_retrain and len(asked) == 2
+    assert any("cooldown" in r for r in refresher.decision.reasons)

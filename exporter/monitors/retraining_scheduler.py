@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -148,19 +148,24 @@ def decide(
             "drift without enough labels to judge its effect on performance",
         )
     should = level >= URGENCIES.index(rules.recommend_from)
+    decision = RetrainingDecision(should, URGENCIES[level], reasons, triggers)
     now = time.time() if now is None else now
-    if (
-        should
-        and last_retrained is not None
-        and now - last_retrained < rules.cooldown
-        and level < 3
-    ):
-        should = False
-        reasons.append(
-            f"cooldown: retrained {(now - last_retrained) / 3600:.1f} h ago "
-            f"(cooldown {rules.cooldown / 3600:g} h)"
-        )
-    return RetrainingDecision(should, URGENCIES[level], reasons, triggers)
+    if last_retrained is None or not cooldown_may_hold(decision):
+        return decision
+    if now - last_retrained >= rules.cooldown:
+        return decision
+    reasons.append(
+        f"cooldown: retrained {(now - last_retrained) / 3600:.1f} h ago "
+        f"(cooldown {rules.cooldown / 3600:g} h)"
+    )
+    return replace(decision, should_retrain=False)
+
+
+def cooldown_may_hold(decision: RetrainingDecision) -> bool:
+    """Whether a recent retraining would hold `decision` back: a recommendation below the top
+    urgency. A decision that cannot be held back needs no lookup of the last retraining (the
+    exporter asks the store only when this is true)."""
+    return decision.should_retrain and decision.urgency != URGENCIES[-1]
 
 
 class RetrainingScheduler:
