@@ -17,7 +17,7 @@ from exporter.baseline import Baseline, Reference
 from exporter.config import DriftThresholds, ModelConfig
 from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
-from exporter.drift.feature_drift import Comparison, DriftResult, compare_all
+from exporter.drift.feature_drift import Comparison, DriftResult, compare_all, configured_limits
 from exporter.fairness import metrics as fm
 from exporter.performance import estimation as est
 from exporter.performance import loss_model as dle
@@ -158,8 +158,7 @@ def per_test_alpha(model: ModelConfig) -> float:
     """The family-wise drift_alpha split (Bonferroni) over every test a window gets: each
     configured statistic of each feature and of the output."""
     statistics = max(
-        sum(v is not None for v in model.thresholds_for(f).model_dump().values())
-        for f in [*model.features, None]
+        len(configured_limits(model.thresholds_for(f))) for f in [*model.features, None]
     )
     return model.drift_alpha / ((len(model.features) + 1) * max(statistics, 1))
 

@@ -223,6 +223,25 @@ def seed_regression(
     return ids
 
 
+def log_regression(
+    config: Config,
+    d: dict[str, np.ndarray],
+    timestamp: float,
+    attributes: dict[str, str] | None = None,
+) -> None:
+    """The predictions of `regression_rows` output `d` through the PredictionLogger, all at
+    `timestamp`, without labels."""
+    with PredictionLogger(config) as logger:
+        for i in range(len(d["prediction"])):
+            logger.log_prediction(
+                "reg",
+                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
+                float(d["prediction"][i]),
+                timestamp=timestamp,
+                attributes=attributes,
+            )
+
+
 def metric_value(text: str, name: str, **labels: str) -> float | None:
     """The value of the first sample of `name` with these labels in an exposition, or None."""
     for line in text.splitlines():

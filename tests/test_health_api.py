@@ -23,6 +23,7 @@ from tests.conftest import (
     REGRESSION_MODEL,
     T0,
     Clock,
+    log_regression,
     make_config,
     metric_value,
     regression_rows,
@@ -319,15 +320,7 @@ def test_the_exporter_asks_for_the_last_retraining_only_when_it_could_hold_a_dec
     assert refresher.decision is not None and not refresher.decision.should_retrain
     assert asked == []  # nothing to hold back: no lookup
 
-    d = regression_rows(np.random.default_rng(6), 600, shift=3.0)
-    with PredictionLogger(config) as logger:
-        for i in range(600):
-            logger.log_prediction(
-                "reg",
-                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                float(d["prediction"][i]),
-                timestamp=clock() - 2,
-            )
+    log_regression(config, regression_rows(np.random.default_rng(6), 600, shift=3.0), clock() - 2)
     clock.advance(5)
     refresher.refresh()
     assert refresher.decision.should_retrain and len(asked) == 1

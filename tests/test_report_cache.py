@@ -10,10 +10,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.collector import ModelCollector
 from exporter.config import Config
 from exporter.exposition import _body
-from exporter.logging.prediction_logger import PredictionLogger
 from exporter.report import build_report
 from exporter.service import MonitorService
-from tests.conftest import T0, Clock, make_config, regression_rows, seed_regression
+from tests.conftest import T0, Clock, log_regression, make_config, regression_rows, seed_regression
 
 
 def _started(tmp_path) -> tuple[Config, Clock, MonitorService]:
@@ -52,16 +51,9 @@ def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
 
 
 def _log_new_rows(config: Config, clock: Clock) -> None:
-    d = regression_rows(np.random.default_rng(3), 50)
-    with PredictionLogger(config) as logger:
-        for i in range(50):
-            logger.log_prediction(
-                "reg",
-                {"x1": d["x1"][i], "x2": d["x2"][i], "color": str(d["color"][i])},
-                float(d["prediction"][i]),
-                timestamp=clock() - 3,
-                attributes={"tier": "gold"},
-            )
+    log_regression(
+        config, regression_rows(np.random.default_rng(3), 50), clock() - 3, {"tier": "gold"}
+    )
 
 
 def _render(collector: ModelCollector) -> bytes:

@@ -40,8 +40,9 @@ class DriftResult:
 
 
 @functools.lru_cache(maxsize=256)
-def _configured(thresholds: DriftThresholds) -> dict[str, float]:
-    """The statistics a threshold is set for (config is frozen: one dict per distinct set)."""
+def configured_limits(thresholds: DriftThresholds) -> dict[str, float]:
+    """The statistics a threshold is set for, with it (config is frozen: one dict per distinct
+    set, not to be changed)."""
     return {stat: limit for stat, limit in thresholds.model_dump().items() if limit is not None}
 
 
@@ -134,7 +135,7 @@ def _compare_stack(items: list[Comparison], min_samples: int, alpha: float) -> l
         "kl_divergence": np.asarray(st.kl_divergence(expected, actual)),
         "js_distance": np.asarray(st.js_distance(expected, actual)),
     }
-    configured = [_configured(item.thresholds) for item in items]
+    configured = [configured_limits(item.thresholds) for item in items]
     wanted = {stat for limits in configured for stat in limits}
     null = {
         stat: _null_quantiles(stat, expected, actual, alpha) for stat in values if stat in wanted
