@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -233,3 +234,25 @@ def test_baseline_with_a_one_row_segment_is_stored(store_url: str) -> None:
         config.models[0], parse_rows(frame, config.models[0], ts, "optional")[0]
     )
     assert _same(stored.performance, expected.performance)
+
+
+def test_a_baseline_with_in_sample_multivariate_errors_serves_no_multivariate_drift(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stored before the reference errors were held out: its verdicts would be false, so it
+    loads without components and says how to get them back."""
+    config = make_config(store_url, models=[REGRESSION_MODEL])
+    seed_regression(config, np.random.default_rng(9))
+    store = BaselineStore(create_engine(config.store.url))
+    fresh = store.load("reg")
+    assert fresh.multivariate is not None
+    old = fresh.to_json()
+    del old["multivariate"]["reference_errors"]
+    with store.engine.begin() as conn:
+        conn.execute(store.table.update().values(content=old))
+    with caplog.at_level(logging.WARNING, "exporter.storage.baseline_store"):
+        stored = store.load("reg")
+    assert stored.multivariate is None
+    assert stored.features.keys() == fresh.features.keys()
+    assert "in-sample multivariate" in caplog.text
+    assert "model-monitor baseline --model reg" in caplog.text

@@ -1,6 +1,7 @@
 """Multivariate drift against independent computations: reconstruction errors against
-scikit-learn's StandardScaler + PCA, the verdict's false-alarm rate on stationary windows, and
-its power on a change of correlation that no univariate verdict sees."""
+scikit-learn's StandardScaler + PCA, the reference errors against scikit-learn fits that leave
+each chunk out, the reference against the error of new rows, the verdict's false-alarm rate on
+stationary windows, and its power on a change of correlation that no univariate verdict sees."""
 
 from __future__ import annotations
 
@@ -51,6 +52,50 @@ def test_errors_are_scikit_learns_reconstruction_distances(k, share, seed) -> No
     expected = np.linalg.norm(z - reference.inverse_transform(reference.transform(z)), axis=1)
     np.testing.assert_allclose(pca.errors(probe), expected, rtol=1e-6, atol=1e-9)
     assert pca.explained == pytest.approx(np.sum(reference.explained_variance_ratio_))
+
+
+@settings(max_examples=25, deadline=None)
+@given(hs.integers(2, 6), hs.integers(200, 700), hs.floats(0.3, 0.95), hs.integers(0, 2**32 - 1))
+def test_reference_errors_are_each_chunks_errors_under_the_other_chunks_fit(
+    k, n, share, seed
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, k)) @ rng.normal(size=(k, k)) + rng.normal(0, 5, k)
+    x[rng.random((n, k)) < 0.02] = np.nan  # rows with a gap are left out of the chunks
+    pca = mv.fit(tuple(f"f{i}" for i in range(k)), list(x.T), share)
+    complete = x[np.isfinite(x).all(axis=1)]
+    if len(complete) < mv.MIN_ROWS:
+        assert pca is None
+        return
+    q = len(pca.components)
+    chunks = np.array_split(complete, mv.CHUNKS)
+    errors = []
+    for c, chunk in enumerate(chunks):
+        rest = np.concatenate(chunks[:c] + chunks[c + 1 :])
+        scaler = StandardScaler().fit(rest)
+        reference = PCA(n_components=q, svd_solver="full").fit(scaler.transform(rest))
+        z = scaler.transform(chunk)
+        errors.append(
+            np.linalg.norm(z - reference.inverse_transform(reference.transform(z)), axis=1)
+        )
+    every = np.concatenate(errors)
+    assert pca.error_mean == pytest.approx(every.mean(), rel=1e-6)
+    assert pca.error_std == pytest.approx(every.std(), rel=1e-6)
+    assert pca.chunk_std == pytest.approx(np.std([e.mean() for e in errors], ddof=1), rel=1e-6)
+
+
+def test_a_wide_model_on_a_small_reference_expects_the_error_of_new_rows() -> None:
+    """1,000 reference rows of 45 independent features (the many-models benchmark's models):
+    fitted to those rows, the components explain them 11% better than any new row, so an
+    in-sample reference put every stationary window beyond the 10% band."""
+    rng = np.random.default_rng(6)
+    k = 45
+    pca = mv.fit(tuple(f"f{i}" for i in range(k)), list(rng.normal(size=(1000, k)).T), 0.65)
+    new_rows = pca.errors(rng.normal(size=(200_000, k))).mean()
+    assert pca.error_mean == pytest.approx(new_rows, rel=0.03)
+    windows = [pca.errors(rng.normal(size=(2000, k))) for _ in range(50)]
+    fired = sum(mv.verdict(pca, 2000, w.sum(), 0.1, 0.005).detected for w in windows)
+    assert fired <= 1
 
 
 def test_fit_is_reproducible_and_survives_json() -> None:

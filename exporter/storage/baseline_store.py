@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from exporter.storage.prediction_store import (
     metadata_tables,
     segment_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 class BaselineStore:
@@ -86,12 +89,22 @@ class BaselineStore:
             if row is None:
                 return None
             number = int(conn.execute(self._rank(model_id, row["version"])).scalar_one())
-        return Baseline.from_json(
+        baseline = Baseline.from_json(
             row["content"],
             version=number,
             created_at=row["created_at"].replace(tzinfo=dt.UTC).isoformat(),
             source=row["source"],
         )
+        if row["content"].get("multivariate") and baseline.multivariate is None:
+            log.warning(
+                "model %s: baseline version %d was captured with in-sample multivariate "
+                "reference errors, which call wide models drifted; multivariate drift is not "
+                "served for it; fix: capture a new baseline (model-monitor baseline --model %s)",
+                model_id,
+                number,
+                model_id,
+            )
+        return baseline
 
 
 def read_range(
