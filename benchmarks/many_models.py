@@ -153,6 +153,8 @@ def main() -> None:
         size = len(client.get("/metrics").data)
         totals = sum(r.window.predictions_total for r in service.refreshers.values())
         assert totals == args.scrapes * 200 * args.models, totals
+        reports = [r.report for r in service.refreshers.values()]
+        drifted = sum(bool(r.multivariate and r.multivariate.detected) for r in reports)
         engine.dispose()
 
     def figures(values: list[float]) -> str:
@@ -166,6 +168,7 @@ def main() -> None:
     print(f"store {store}: start-up rebuild {rebuild:.1f} s; /metrics {size / 1e6:.1f} MB")
     print(f"idle scrape:   {figures(idle)}")
     print(f"active scrape: {figures(active)} (200 new rows per model)")
+    print(f"models with multivariate drift (none drifted): {drifted} of {args.models}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"RSS after the rebuild {before:.0f} MB, at the end {rss_mb():.0f} MB, peak {peak:.0f} MB"

@@ -232,7 +232,8 @@ class MultivariateConfig(_Strict):
         gt=0,
         lt=1,
         description="Principal components kept: the fewest explaining this share of the "
-        "reference's variance (NannyML's default).",
+        "reference's variance (NannyML's default), and at most one fewer than the numeric "
+        "features, so that every row keeps a distance from them to measure.",
     )
     min_relative_change: float = Field(
         0.1,

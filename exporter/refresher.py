@@ -146,6 +146,7 @@ class ModelRefresher:
         self._last_history: float | None = None
         self._lock = threading.Lock()
         self._last_attempt: float | None = None
+        self._captures: int | None = None  # the baselines count the window was checked at
         self._predictions: _Stream | None = None
         self._labels: _Stream | None = None
         self._logged_errors: set[str] = set()
@@ -166,11 +167,14 @@ class ModelRefresher:
         streams = [s for s in (self._predictions, self._labels) if s is not None]
         return self.report is None or not streams or any(s.rebuilding for s in streams)
 
-    def refresh(self, wait: float = 10.0) -> None:
+    def refresh(self, wait: float = 10.0, captures: Callable[[], int | None] | None = None) -> None:
         """Bring the window up to date; concurrent callers share one refresh.
 
         A caller that finds a refresh running waits up to `wait` seconds for it and then uses its
-        result rather than starting another, so rows are read once.
+        result rather than starting another, so rows are read once. `captures`: the store's
+        count of baselines (`BaselineStore.captures`), read once for a pass over all models
+        (None: unknown); while it is the count this model's window was checked at, no baseline
+        was captured since and the model's own version query is skipped.
         """
         if not self._lock.acquire(timeout=wait):
             return
@@ -184,7 +188,7 @@ class ModelRefresher:
             self._last_attempt = started
             t0 = time.perf_counter()
             try:
-                self._refresh(started)
+                self._refresh(started, captures)
             except Exception as exc:  # a bug must not take /metrics down with it
                 log.exception("model %s: refresh failed unexpectedly", self.model.model_id)
                 self._failed(exc)
@@ -192,11 +196,11 @@ class ModelRefresher:
         finally:
             self._lock.release()
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self, now: float, captures: Callable[[], int | None] | None) -> None:
         self.source.forget_guessed_formats()
         for attempt in (1, 2):
             try:
-                self._ensure_window(now)
+                self._ensure_window(now, captures)
                 self._read(self._predictions, now)
             except SQLAlchemyError as exc:
                 # A pooled connection the store dropped (a restart) fails once and takes the
@@ -298,14 +302,18 @@ class ModelRefresher:
             return performance
         return min(drift, performance) if self.inline_labels else drift
 
-    def _ensure_window(self, now: float) -> None:
+    def _ensure_window(self, now: float, captures: Callable[[], int | None] | None) -> None:
         """Build the window on first use and whenever a newer baseline has been captured."""
         if not self._tables_ready:  # here, not at start-up: the store may be down then
             create_project_tables(self.engine)
             self._tables_ready = True
+        count = captures() if captures is not None else None
+        if self.window is not None and count is not None and count == self._captures:
+            return
         version = self.baselines.latest_version(self.model.model_id)
         current = self.baseline.version if self.baseline is not None else None
         if self.window is not None and version == current:
+            self._captures = count
             return
         baseline = (
             self.baselines.load(self.model.model_id, version) if version is not None else None
@@ -342,7 +350,7 @@ class ModelRefresher:
                 self.model.model_id,
             )
         # Commit the new state only now that every read of the rebuild has succeeded.
-        self.baseline, self.window = baseline, window
+        self.baseline, self.window, self._captures = baseline, window, count
         self._predictions = predictions
         self._labels = (
             _Stream("labels", perf_start, RowLedger(slice_width(window.performance.width)))

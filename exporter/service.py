@@ -16,6 +16,7 @@ from collections.abc import Callable
 from exporter.config import Config
 from exporter.refresher import ModelRefresher
 from exporter.sharding import Shard
+from exporter.storage.baseline_store import BaselineStore
 from exporter.storage.copy_pages import CopyPages
 from exporter.storage.engine import create_engine
 
@@ -23,6 +24,23 @@ log = logging.getLogger(__name__)
 
 # Start-up retries while the store cannot be read: quick at first, then every 30 s.
 _RETRY_FIRST, _RETRY_MAX = 1.0, 30.0
+
+
+class _Captures:
+    """The store's count of baselines for one pass, read by the first model that asks, inside
+    its own refresh: a failing store fails that model as its own query would, at no extra
+    wait. After a failure the count is unknown and each model asks for its own version."""
+
+    def __init__(self, store: BaselineStore) -> None:
+        self._store = store
+        self._asked = False
+        self._count: int | None = None
+
+    def count(self) -> int | None:
+        if not self._asked:
+            self._asked = True
+            self._count = self._store.captures()
+        return self._count
 
 
 class MonitorService:
@@ -51,12 +69,14 @@ class MonitorService:
                 len(config.models),
                 ", ".join(self.refreshers) or "none",
             )
+        self.baselines = BaselineStore(self.engine)
         self._pass: threading.Thread | None = None
         self._pass_lock = threading.Lock()
 
     def _run_pass(self) -> None:
+        captures = _Captures(self.baselines)
         for refresher in self.refreshers.values():
-            refresher.refresh()
+            refresher.refresh(captures=captures.count)
 
     def refresh_all(self, timeout: float | None = None) -> bool:
         """Refresh every model, waiting at most `timeout` seconds (None: until done).

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -256,3 +257,36 @@ def test_a_baseline_with_in_sample_multivariate_errors_serves_no_multivariate_dr
     assert stored.features.keys() == fresh.features.keys()
     assert "in-sample multivariate" in caplog.text
     assert "model-monitor baseline --model reg" in caplog.text
+
+
+def test_a_pass_asks_for_newer_baselines_once_for_all_models(store_url: str) -> None:
+    """While no baseline is captured, a pass over every model makes one baselines query; a
+    capture is seen by the next pass, and only then does each model look up its own version."""
+    config = make_config(store_url)  # two models; only "reg" has a baseline
+    seed_regression(config, np.random.default_rng(10))
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    service.start_warmup().join()
+    asked: list[str] = []
+    sa.event.listen(
+        service.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: (
+            asked.append(statement) if "model_monitor_baselines" in statement else None
+        ),
+    )
+    clock.advance(5)
+    service.refresh_all()
+    assert len(asked) == 1 and "WHERE" not in asked[0]
+    assert service.refreshers["reg"].baseline.version == 1
+
+    capture(config, "reg", T0 - 7200, T0 - 3600, command="test")
+    asked.clear()
+    clock.advance(5)
+    service.refresh_all()
+    assert service.refreshers["reg"].baseline.version == 2
+    assert sum("WHERE" in s for s in asked) >= 2  # each model looked (and "reg" loaded)
+    asked.clear()
+    clock.advance(5)
+    service.refresh_all()
+    assert len(asked) == 1

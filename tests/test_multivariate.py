@@ -45,8 +45,9 @@ def test_errors_are_scikit_learns_reconstruction_distances(k, share, seed) -> No
     x = rng.normal(size=(600, k)) @ mixing * rng.uniform(0.1, 100, k) + rng.normal(0, 50, k)
     pca = mv.fit(tuple(f"f{i}" for i in range(k)), list(x.T), share)
     scaler = StandardScaler().fit(x)
-    reference = PCA(n_components=share, svd_solver="full").fit(scaler.transform(x))
-    assert len(pca.components) == reference.n_components_
+    chosen = PCA(n_components=share, svd_solver="full").fit(scaler.transform(x)).n_components_
+    assert len(pca.components) == min(chosen, k - 1)  # one component always left out
+    reference = PCA(n_components=len(pca.components), svd_solver="full").fit(scaler.transform(x))
     probe = rng.normal(size=(50, k)) @ mixing * 2
     z = scaler.transform(probe)
     expected = np.linalg.norm(z - reference.inverse_transform(reference.transform(z)), axis=1)
@@ -96,6 +97,30 @@ def test_a_wide_model_on_a_small_reference_expects_the_error_of_new_rows() -> No
     windows = [pca.errors(rng.normal(size=(2000, k))) for _ in range(50)]
     fired = sum(mv.verdict(pca, 2000, w.sum(), 0.1, 0.005).detected for w in windows)
     assert fired <= 1
+
+
+def test_two_features_keep_one_component_and_collinear_ones_fire_only_when_broken() -> None:
+    """Two independent features explain 65% only with both components, which would leave every
+    row's error rounding noise (a verdict of noise against noise fired); one is left out. An
+    exactly collinear feature leaves the reference's errors noise too: stationary windows must
+    not fire on it, a broken collinearity must."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3000, 2))
+    two = mv.fit(("a", "b"), list(x.T), 0.65)
+    assert len(two.components) == 1 and two.explained < 0.65
+    collinear = np.column_stack([x, x.sum(axis=1)])
+    three = mv.fit(("a", "b", "c"), list(collinear.T), 0.99)
+    assert len(three.components) == 2 and three.error_mean < 1e-12
+
+    def fired(pca, windows) -> int:
+        return sum(
+            mv.verdict(pca, len(w), pca.errors(w).sum(), 0.1, 0.005).detected for w in windows
+        )
+
+    fresh = [rng.normal(size=(500, 2)) for _ in range(40)]
+    assert fired(two, fresh) <= 1
+    assert fired(three, [np.column_stack([w, w.sum(axis=1)]) for w in fresh]) == 0
+    assert fired(three, [np.column_stack([w, rng.normal(size=500)]) for w in fresh]) == 40
 
 
 def test_fit_is_reproducible_and_survives_json() -> None:

@@ -177,7 +177,8 @@ def fit(
     n = sums.n
     mean, scale, eigenvalues, components = _principal(n, sums.mean, sums.sums, sums.cross)
     share = np.cumsum(eigenvalues) / eigenvalues.sum()
-    q = int(np.searchsorted(share, variance_share - 1e-12) + 1)
+    # All components would explain every row: errors of rounding noise, nothing to measure.
+    q = min(int(np.searchsorted(share, variance_share - 1e-12) + 1), len(features) - 1)
     whole = Pca(features, mean, scale, components[:q], float(share[q - 1]), n, 0.0, 0.0, 1, 0.0)
     sizes = np.array([len(rows) for rows in np.array_split(np.arange(n), CHUNKS)])
     folds = []

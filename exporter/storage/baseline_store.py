@@ -69,6 +69,16 @@ class BaselineStore:
         audit.record(self.engine, baseline.model_id, "baseline_captured", details)
         return version
 
+    def captures(self) -> int:
+        """Baselines stored for all models. Rows are never deleted, so this changes whenever
+        any model's baseline is captured (where the largest row key would miss a capture that
+        committed after a later one): one query tells a refresh pass whether any model needs
+        to look for a newer baseline."""
+        with self._reads.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+            )
+
     def latest_version(self, model_id: str) -> int | None:
         with self._reads.connect() as conn:
             count = conn.execute(
