@@ -240,6 +240,18 @@ def expected_losses(model: ModelConfig, baseline: Baseline | None, rows: Rows) -
     return np.vstack(losses.predict(loss_inputs(model, baseline.features, rows)))
 
 
+def expected_absolute_errors(
+    model: ModelConfig, baseline: Baseline | None, rows: Rows
+) -> np.ndarray | None:
+    """DLE's expected absolute error of each row alone (the first row of `expected_losses`):
+    labelled rows need only it, and one loss model predicts it."""
+    losses = loss_model(model, baseline)
+    if losses is None:
+        return None
+    assert baseline is not None
+    return losses.predict_absolute(loss_inputs(model, baseline.features, rows))
+
+
 def estimates(model: ModelConfig, baseline: Baseline | None) -> bool:
     """Performance is estimated before labels: CBPE for a classifier whose baseline has a
     calibration map, DLE for a regression whose baseline has loss models."""
@@ -418,10 +430,10 @@ def fold_performance(
     baseline: Baseline | None,
     rows: Rows,
     bucket_of_row: np.ndarray,
-    losses: np.ndarray | None = None,
+    absolute: np.ndarray | None = None,
 ) -> Accumulator:
-    """Labelled rows -> performance sums in the bucket of each prediction's time (`losses`:
-    their `expected_losses`, when the caller has them)."""
+    """Labelled rows -> performance sums in the bucket of each prediction's time (`absolute`:
+    their `expected_absolute_errors`, when the caller has them)."""
     assert rows.label is not None
     acc = Accumulator(layout, bucket_of_row)
     y = rows.label
@@ -437,11 +449,11 @@ def fold_performance(
             "y": y - shift,
             "y2": (y - shift) ** 2,
         }
-        if losses is None:
-            losses = expected_losses(model, baseline, rows)
-        if losses is not None:
-            acc.count(("dle_abs",), weights=losses[0])
-            acc.count(("dle_gap2",), weights=(np.abs(err) - losses[0]) ** 2)
+        if absolute is None:
+            absolute = expected_absolute_errors(model, baseline, rows)
+        if absolute is not None:
+            acc.count(("dle_abs",), weights=absolute)
+            acc.count(("dle_gap2",), weights=(np.abs(err) - absolute) ** 2)
         per_group_stat = {
             "fair_n": None,
             "fair_err": err,
@@ -537,11 +549,17 @@ def totals_of_chunks(
     drift, performance = np.zeros(dl.size), np.zeros(pl.size)
     for rows in chunks:
         one = np.zeros(len(rows), dtype=np.int64)
-        drift += fold_drift(dl, model, baseline, rows, one).matrix.sum(axis=0)
+        losses = expected_losses(model, baseline, rows)  # once for both folds
+        drift += fold_drift(dl, model, baseline, rows, one, losses).matrix.sum(axis=0)
         if rows.label is not None:
             labelled = np.isfinite(rows.label)
             performance += fold_performance(
-                pl, model, baseline, rows.take(labelled), one[labelled]
+                pl,
+                model,
+                baseline,
+                rows.take(labelled),
+                one[labelled],
+                None if losses is None else losses[0, labelled],
             ).matrix.sum(axis=0)
             performance[pl["predictions",]] += len(rows)
     return Totals(dl, drift, pl, performance)

@@ -127,7 +127,7 @@ class ModelWindow:
             self._fold_labelled(
                 rows.take(labelled),
                 perf_ids[labelled],
-                None if losses is None else losses[:, labelled],
+                None if losses is None else losses[0, labelled],
             )
         kept = in_drift | in_perf
         if live:  # counters count what the window holds, never a row also counted as expired
@@ -161,11 +161,11 @@ class ModelWindow:
         return int((~live_rows & ~future).sum()), int(future.sum())
 
     def _fold_labelled(
-        self, rows: Rows, bucket_ids: np.ndarray, losses: np.ndarray | None = None
+        self, rows: Rows, bucket_ids: np.ndarray, absolute: np.ndarray | None = None
     ) -> None:
         if len(rows):
             acc = fold_performance(
-                self.performance_layout, self.model, self.baseline, rows, bucket_ids, losses
+                self.performance_layout, self.model, self.baseline, rows, bucket_ids, absolute
             )
             self.performance.add(acc.buckets, acc.matrix)
 

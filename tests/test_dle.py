@@ -26,7 +26,7 @@ from exporter.performance import PerformanceEstimator
 from exporter.performance.loss_model import SMALL_BATCH, LossModel, _fast, _Ranks, _threads
 from exporter.report import report_of
 from exporter.simulator import AD_SCORE, ad_score_batch, reference_model
-from exporter.sufficient_stats import fold_drift, fold_performance
+from exporter.sufficient_stats import fold_drift, fold_performance, performance_layout
 from exporter.window import ModelWindow, capture_baseline
 
 MODEL = reference_model(AD_SCORE, min_samples=200, min_labeled=30)
@@ -74,6 +74,14 @@ def test_estimates_are_the_mean_expected_losses_of_models_refitted_from_scratch(
     assert report.estimated.values["rmse"] == pytest.approx(
         np.sqrt(np.clip(squared.predict(w), 0, None).mean()), rel=1e-9
     )
+    # Once labelled, a row's check against its label uses the absolute model's estimate alone.
+    labelled = rows_of(window)
+    layout = performance_layout(MODEL, baseline)
+    sums = fold_performance(layout, MODEL, baseline, labelled, np.zeros(4000, dtype=np.int64))
+    expected = np.clip(absolute.predict(w), 0, None)
+    gap = np.abs(window.prediction - window.actual) - expected
+    assert layout.scalar(sums.matrix[0], "dle_abs") == pytest.approx(expected.sum(), rel=1e-9)
+    assert layout.scalar(sums.matrix[0], "dle_gap2") == pytest.approx(np.sum(gap**2), rel=1e-9)
 
 
 @pytest.mark.parametrize("scenario", ["stable", "covariate_shift"])
