@@ -20,7 +20,7 @@ import pandas as pd
 from exporter.config import ModelConfig
 from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
-from exporter.drift.binning import EdgeCounter, count_at_or_below
+from exporter.drift.binning import EdgeCounter, EdgeCounters, count_at_or_below
 from exporter.performance.estimation import Calibration
 from exporter.performance.loss_model import LossModel
 from exporter.rows import Rows, category_value, per_value, present
@@ -198,6 +198,33 @@ class CategoricalReference:
         )
 
 
+@dataclass(frozen=True)
+class NumericBins:
+    """The fine bins of several numeric references at once: column j of `bin(x)` is
+    `refs[j].bin(x[:, j])`, for rows x references values without NaN."""
+
+    counters: EdgeCounters  # of the inner edges
+    first: np.ndarray  # each reference's lowest edge
+    last: np.ndarray  # and highest
+    overflow: np.ndarray  # each reference's overflow bin (its edge count)
+    n_bins: np.ndarray
+
+    @classmethod
+    def of(cls, refs: list[NumericReference]) -> NumericBins:
+        return cls(
+            EdgeCounters.of([r._inner for r in refs]),
+            np.array([r.edges[0] for r in refs]),
+            np.array([r.edges[-1] for r in refs]),
+            np.array([len(r.edges) for r in refs]),
+            np.array([r.n_bins for r in refs]),
+        )
+
+    def bin(self, x: np.ndarray) -> np.ndarray:
+        idx = self.counters.count(x) + 1
+        idx[x < self.first] = 0
+        return np.where(x > self.last, self.overflow, idx)
+
+
 Reference = NumericReference | CategoricalReference
 
 
@@ -228,6 +255,20 @@ class Baseline:
     version: int | None = None
     created_at: str | None = None
     source: str | None = None
+
+    def numeric_bins(self, names: tuple[str, ...]) -> NumericBins:
+        """The bins of these numeric features together, made once per baseline: every batch
+        folds the same features."""
+        made = self._numeric_bins.get(names)
+        if made is None:
+            refs = [self.features[n] for n in names]
+            assert all(isinstance(r, NumericReference) for r in refs)
+            made = self._numeric_bins[names] = NumericBins.of(refs)  # type: ignore[arg-type]
+        return made
+
+    @functools.cached_property
+    def _numeric_bins(self) -> dict[tuple[str, ...], NumericBins]:
+        return {}
 
     def to_json(self) -> dict[str, Any]:
         return {

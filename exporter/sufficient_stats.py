@@ -32,6 +32,7 @@ SCORE_BINS = 1000  # score histogram resolution for ROC AUC (see docs/statistics
 PREDICTION = "__prediction__"  # key of the model output's drift statistics
 LOG_LOSS_EPS = float(np.finfo(float).eps)  # clip to [eps, 1 - eps], as scikit-learn (>= 1.5) does
 ESTIMATED_CELLS = ("est_tp", "est_fp", "est_fn", "est_tn")  # CBPE's expected confusion cells
+CELLS = 1 << 18  # values of a block of the numeric fold (2 MB a temporary)
 
 
 class Layout:
@@ -40,6 +41,7 @@ class Layout:
     def __init__(self) -> None:
         self.size = 0
         self._slices: dict[tuple[str, ...], slice] = {}
+        self._starts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     def add(self, *key: str, width: int = 1) -> None:
         self._slices[key] = slice(self.size, self.size + width)
@@ -48,6 +50,14 @@ class Layout:
     def names(self, stat: str) -> list[str]:
         """The second key part of every `(stat, name)` statistic, in layout order."""
         return [key[1] for key in self._slices if key[0] == stat and len(key) == 2]
+
+    def starts(self, stat: str, names: tuple[str, ...]) -> np.ndarray:
+        """Where `(stat, name)` starts for each name (kept: every batch asks the same)."""
+        made = self._starts.get((stat, names))
+        if made is None:
+            made = np.array([self._slices[stat, n].start for n in names], dtype=np.intp)
+            self._starts[stat, names] = made
+        return made
 
     def __contains__(self, key: tuple[str, ...]) -> bool:
         return key in self._slices
@@ -90,6 +100,28 @@ class Accumulator:
         flat = rows * width + index
         cells = np.bincount(flat, weights=weights, minlength=len(self.buckets) * width)
         self.matrix[:, part] += cells.reshape(len(self.buckets), width)
+
+    def count_many(
+        self,
+        stat: str,
+        names: tuple[str, ...],
+        rows: slice,
+        mask: np.ndarray,
+        index: np.ndarray | int = 0,
+        weights: np.ndarray | None = None,
+    ) -> None:
+        """`count` for the statistics `(stat, name)` of several names at once: column j of
+        `mask`, `index` and `weights` (`rows` of this batch x names) goes to names[j]."""
+        size = self.layout.size
+        flat = (self._row[rows, None] * size + self.layout.starts(stat, names) + index)[mask]
+        if len(flat) == 0:
+            return
+        cells = np.bincount(
+            flat,
+            weights=None if weights is None else weights[mask],
+            minlength=len(self.buckets) * size,
+        )
+        self.matrix += cells.reshape(len(self.buckets), size)
 
     def cross_products(self, key: tuple[str, ...], values: np.ndarray, mask: np.ndarray) -> None:
         """Add X^T X of the masked rows of each bucket (a k x k block, flattened)."""
@@ -280,26 +312,59 @@ def _group_index(values: np.ndarray, groups: list[str]) -> np.ndarray:
 
 
 def _fold_numeric(
-    acc: Accumulator,
-    name: str,
-    values: np.ndarray,
-    ref: NumericReference | None,
-    valid_range: tuple[float, float] | None,
+    acc: Accumulator, model: ModelConfig, baseline: Baseline | None, rows: Rows
 ) -> None:
-    finite = np.isfinite(values)
-    if valid_range is None and ref is not None:
-        valid_range = (ref.edges[0], ref.edges[-1])
-    if valid_range is not None:
-        safe = np.where(finite, values, valid_range[0])
-        acc.count(
-            ("out_of_range", name),
-            mask=finite & ((safe < valid_range[0]) | (safe > valid_range[1])),
-        )
-    if ref is not None:
-        bins = ref.bin(np.where(finite, values, 0.0))
-        acc.count(("bins", name), bins, mask=finite)
-        acc.count(("below_sum", name), mask=finite & (bins == 0), weights=values)
-        acc.count(("above_sum", name), mask=finite & (bins == ref.n_bins - 1), weights=values)
+    """Quality counts, fine bins and tail sums of every numeric feature, all features at once:
+    a scrape's 200 rows of 45 features made 300 numpy calls feature by feature. Rows go in
+    blocks of at most CELLS values, so a large batch's temporaries stay a few MB."""
+    names = tuple(rows.numeric)
+    if not names:
+        return
+    refs = {
+        n: r
+        for n in names
+        if baseline is not None and isinstance(r := baseline.features[n], NumericReference)
+    }
+    binned = tuple(n for n in names if n in refs)
+    columns = np.array([names.index(n) for n in binned], dtype=np.intp)
+    bins = baseline.numeric_bins(binned) if baseline is not None and binned else None
+    ranges = {
+        n: r
+        for n in names
+        if (r := model.features[n].valid_range or _edge_range(refs.get(n))) is not None
+    }
+    ranged = tuple(ranges)
+    lo, hi = (np.array([ranges[n][i] for n in ranged], dtype=float) for i in (0, 1))
+    at = np.array([names.index(n) for n in ranged], dtype=np.intp)
+    step = max(1, CELLS // len(names))
+    columns_of = [rows.numeric[n] for n in names]
+    for start in range(0, len(rows), step):
+        block = slice(start, start + step)
+        acc.count_many("missing", names, block, _stack(c.missing[block] for c in columns_of))
+        acc.count_many("type_error", names, block, _stack(c.type_error[block] for c in columns_of))
+        values = _stack(c.values[block] for c in columns_of)
+        finite = np.isfinite(values)
+        safe = np.where(finite, values, 0.0)
+        if ranged:
+            x = safe[:, at]
+            acc.count_many("out_of_range", ranged, block, finite[:, at] & ((x < lo) | (x > hi)))
+        if bins is not None:
+            x, present = safe[:, columns], finite[:, columns]
+            index = bins.bin(x)
+            acc.count_many("bins", binned, block, present, index)
+            acc.count_many("below_sum", binned, block, present & (index == 0), weights=x)
+            acc.count_many(
+                "above_sum", binned, block, present & (index == bins.n_bins - 1), weights=x
+            )
+
+
+def _edge_range(ref: NumericReference | None) -> tuple[float, float] | None:
+    """A feature without a configured valid range is out of range beyond its baseline's."""
+    return None if ref is None else (float(ref.edges[0]), float(ref.edges[-1]))
+
+
+def _stack(columns: Iterable[np.ndarray]) -> np.ndarray:
+    return np.column_stack(list(columns))
 
 
 def _fold_with_baseline(
@@ -375,17 +440,7 @@ def fold_drift(
     when the caller has them)."""
     acc = Accumulator(layout, bucket_of_row)
     acc.count(("rows",))
-    for name, column in rows.numeric.items():
-        acc.count(("missing", name), mask=column.missing)
-        acc.count(("type_error", name), mask=column.type_error)
-        ref = baseline.features[name] if baseline is not None else None
-        _fold_numeric(
-            acc,
-            name,
-            column.values,
-            ref if isinstance(ref, NumericReference) else None,
-            model.features[name].valid_range,
-        )
+    _fold_numeric(acc, model, baseline, rows)
     for name, values in rows.categorical.items():
         has_value = present(values)
         acc.count(("missing", name), mask=~has_value)

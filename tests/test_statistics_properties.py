@@ -14,10 +14,11 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 from exporter import significance as sig
+from exporter import sufficient_stats
 from exporter.baseline import CategoricalReference, NumericReference
 from exporter.config import DriftThresholds, parse_config
 from exporter.drift import statistical as st
-from exporter.drift.binning import EdgeCounter, count_at_or_below
+from exporter.drift.binning import EdgeCounter, EdgeCounters, count_at_or_below
 from exporter.drift.feature_drift import Comparison, compare, compare_all
 from exporter.report import build_report
 from exporter.rows import parse_rows
@@ -364,3 +365,123 @@ def test_largest_correlation_change_is_the_first_largest_finite_pair(pair: np.nd
     got, i, j = st.largest_correlation_change(baseline, current)
     assert (i, j) == where
     assert got == best or (math.isnan(got) and math.isnan(best))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sets=hs.lists(
+        hnp.arrays(
+            float,
+            hs.integers(0, 120),
+            elements=hs.one_of(
+                hs.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False),
+                hs.integers(-20, 20).map(float),
+                hs.floats(-1e300, 1e300),
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    seed=hs.integers(0, 2**32 - 1),
+)
+def test_edge_counters_count_each_column_as_searchsorted(sets: list, seed: int) -> None:
+    """Several edge sets at once, gridded or not (empty, one edge, a range the grid cannot
+    serve), each column against its own set: the edges, their neighbours and infinities."""
+    rng = np.random.default_rng(seed)
+    edge_sets = [np.unique(s) for s in sets]
+    counters = EdgeCounters.of([(e, EdgeCounter.of(e)) for e in edge_sets])
+    columns = []
+    for edges in edge_sets:
+        pool = np.concatenate(
+            [edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), [-np.inf, np.inf, 0]]
+        )
+        columns.append(rng.choice(pool, 60))
+    x = np.column_stack(columns)
+    expected = np.column_stack(
+        [np.searchsorted(e, x[:, j], side="right") for j, e in enumerate(edge_sets)]
+    )
+    assert np.array_equal(counters.count(x), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=hs.integers(0, 2**32 - 1), features=hs.integers(1, 5), block=hs.integers(1, 40))
+def test_numeric_fold_counts_each_feature_as_it_would_alone(
+    seed: int, features: int, block: int
+) -> None:
+    """All numeric features folded at once, in row blocks of any size, give each feature and
+    bucket the counts and sums numpy gives it on its own: missing, type errors, out of range
+    (configured or the baseline's), fine bins (values on the edges included) and tail sums."""
+    rng = np.random.default_rng(seed)
+    names = [f"n{j}" for j in range(features)]
+    ranged = {n: (-1.0, 1.0) for n in names[::2]}
+    model = parse_config(
+        {
+            "models": [
+                {
+                    **REGRESSION_MODEL,
+                    "features": {
+                        n: {
+                            "type": "numeric",
+                            **({"valid_range": list(ranged[n])} if n in ranged else {}),
+                        }
+                        for n in names
+                    },
+                    "segments": [],
+                }
+            ]
+        }
+    ).models[0]
+    kinds = [rng.normal(size=400), rng.integers(0, 4, 400).astype(float), np.full(400, 2.5)]
+    reference = {n: kinds[j % 3] * (j + 1) for j, n in enumerate(names)}
+    baseline = capture_baseline(model, _numeric_rows(model, reference, rng))
+    live = {}
+    for n in names:
+        edges = baseline.features[n].edges
+        pool = np.concatenate([edges, rng.normal(0, 3 * (1 + np.abs(edges).max()), 50)])
+        values = rng.choice(pool, 300).astype(object)
+        values[rng.random(300) < 0.1] = None
+        values[rng.random(300) < 0.05] = "not a number"
+        live[n] = values
+    rows = _numeric_rows(model, live, rng)
+    buckets = rng.integers(0, 3, len(rows))
+    layout = drift_layout(model, baseline)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sufficient_stats, "CELLS", block * features)  # blocks of `block` rows
+        matrix = fold_drift(layout, model, baseline, rows, buckets).matrix
+    for n in names:
+        ref = baseline.features[n]
+        raw = pd.to_numeric(pd.Series(live[n]), errors="coerce").to_numpy(float)
+        missing = pd.Series(live[n]).isna().to_numpy()
+        wrong = ~missing & np.isnan(raw)
+        x = np.where(np.isnan(raw), 0.0, raw)
+        bins = np.searchsorted(ref.edges[1:-1], x, side="right") + 1
+        bins[x < ref.edges[0]] = 0
+        bins[x > ref.edges[-1]] = len(ref.edges)
+        lo, hi = ranged.get(n, (ref.edges[0], ref.edges[-1]))
+        finite = ~np.isnan(raw)
+        for b, row in zip(np.unique(buckets), matrix, strict=True):
+            here = buckets == b
+            assert layout.scalar(row, "missing", n) == np.sum(here & missing)
+            assert layout.scalar(row, "type_error", n) == np.sum(here & wrong)
+            out = finite & ((x < lo) | (x > hi))
+            assert layout.scalar(row, "out_of_range", n) == np.sum(here & out)
+            expected = np.bincount(bins[here & finite], minlength=ref.n_bins)
+            np.testing.assert_array_equal(layout.read(row, "bins", n), expected)
+            below, above = here & finite & (bins == 0), here & finite & (bins == ref.n_bins - 1)
+            assert layout.scalar(row, "below_sum", n) == pytest.approx(x[below].sum(), rel=1e-12)
+            assert layout.scalar(row, "above_sum", n) == pytest.approx(x[above].sum(), rel=1e-12)
+
+
+def _numeric_rows(model, columns: dict[str, np.ndarray], rng: np.random.Generator):
+    """Rows of a regression model whose features are all numeric, from their raw values."""
+    n = len(next(iter(columns.values())))
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            PREDICTION: rng.normal(10, 3, n),
+            LABEL: rng.normal(10, 3, n),
+            **{feature_key(name): values for name, values in columns.items()},
+            attribute_key("tier"): np.full(n, "gold"),
+        }
+    )
+    return parse_rows(frame, model, pd.Series(np.zeros(n)), label="optional")[0]
