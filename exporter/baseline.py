@@ -200,8 +200,8 @@ class CategoricalReference:
 
 @dataclass(frozen=True)
 class NumericBins:
-    """The fine bins of several numeric references at once: column j of `bin(x)` is
-    `refs[j].bin(x[:, j])`, for rows x references values without NaN."""
+    """The fine bins of several numeric references at once: row j of `bin(x)` is
+    `refs[j].bin(x[j])`, for references x values without NaN."""
 
     counters: EdgeCounters  # of the inner edges
     first: np.ndarray  # each reference's lowest edge
@@ -213,10 +213,10 @@ class NumericBins:
     def of(cls, refs: list[NumericReference]) -> NumericBins:
         return cls(
             EdgeCounters.of([r._inner for r in refs]),
-            np.array([r.edges[0] for r in refs]),
-            np.array([r.edges[-1] for r in refs]),
-            np.array([len(r.edges) for r in refs]),
-            np.array([r.n_bins for r in refs]),
+            np.array([r.edges[0] for r in refs])[:, None],
+            np.array([r.edges[-1] for r in refs])[:, None],
+            np.array([len(r.edges) for r in refs])[:, None],
+            np.array([r.n_bins for r in refs])[:, None],
         )
 
     def bin(self, x: np.ndarray) -> np.ndarray:

@@ -110,10 +110,11 @@ class Accumulator:
         index: np.ndarray | int = 0,
         weights: np.ndarray | None = None,
     ) -> None:
-        """`count` for the statistics `(stat, name)` of several names at once: column j of
-        `mask`, `index` and `weights` (`rows` of this batch x names) goes to names[j]."""
+        """`count` for the statistics `(stat, name)` of several names at once: row j of
+        `mask`, `index` and `weights` (names x `rows` of this batch) goes to names[j]."""
         size = self.layout.size
-        flat = (self._row[rows, None] * size + self.layout.starts(stat, names) + index)[mask]
+        starts = self.layout.starts(stat, names)[:, None]
+        flat = (self._row[rows] * size + starts + index)[mask]
         if len(flat) == 0:
             return
         cells = np.bincount(
@@ -325,8 +326,9 @@ def _fold_numeric(
         for n in names
         if baseline is not None and isinstance(r := baseline.features[n], NumericReference)
     }
+    position = {n: j for j, n in enumerate(names)}
     binned = tuple(n for n in names if n in refs)
-    columns = np.array([names.index(n) for n in binned], dtype=np.intp)
+    columns = np.array([position[n] for n in binned], dtype=np.intp)
     bins = baseline.numeric_bins(binned) if baseline is not None and binned else None
     ranges = {
         n: r
@@ -334,22 +336,26 @@ def _fold_numeric(
         if (r := model.features[n].valid_range or _edge_range(refs.get(n))) is not None
     }
     ranged = tuple(ranges)
-    lo, hi = (np.array([ranges[n][i] for n in ranged], dtype=float) for i in (0, 1))
-    at = np.array([names.index(n) for n in ranged], dtype=np.intp)
+    lo, hi = (np.array([[ranges[n][i]] for n in ranged], dtype=float) for i in (0, 1))
+    at = np.array([position[n] for n in ranged], dtype=np.intp)
     step = max(1, CELLS // len(names))
     columns_of = [rows.numeric[n] for n in names]
+    every = len(binned) == len(names)
     for start in range(0, len(rows), step):
         block = slice(start, start + step)
-        acc.count_many("missing", names, block, _stack(c.missing[block] for c in columns_of))
-        acc.count_many("type_error", names, block, _stack(c.type_error[block] for c in columns_of))
-        values = _stack(c.values[block] for c in columns_of)
+        # Features x rows: each feature's block is one contiguous copy.
+        acc.count_many("missing", names, block, np.stack([c.missing[block] for c in columns_of]))
+        acc.count_many(
+            "type_error", names, block, np.stack([c.type_error[block] for c in columns_of])
+        )
+        values = np.stack([c.values[block] for c in columns_of])
         finite = np.isfinite(values)
         safe = np.where(finite, values, 0.0)
         if ranged:
-            x = safe[:, at]
-            acc.count_many("out_of_range", ranged, block, finite[:, at] & ((x < lo) | (x > hi)))
+            x, present = safe[at], finite[at]
+            acc.count_many("out_of_range", ranged, block, present & ((x < lo) | (x > hi)))
         if bins is not None:
-            x, present = safe[:, columns], finite[:, columns]
+            x, present = (safe, finite) if every else (safe[columns], finite[columns])
             index = bins.bin(x)
             acc.count_many("bins", binned, block, present, index)
             acc.count_many("below_sum", binned, block, present & (index == 0), weights=x)
@@ -361,10 +367,6 @@ def _fold_numeric(
 def _edge_range(ref: NumericReference | None) -> tuple[float, float] | None:
     """A feature without a configured valid range is out of range beyond its baseline's."""
     return None if ref is None else (float(ref.edges[0]), float(ref.edges[-1]))
-
-
-def _stack(columns: Iterable[np.ndarray]) -> np.ndarray:
-    return np.column_stack(list(columns))
 
 
 def _fold_with_baseline(

@@ -386,7 +386,7 @@ def test_largest_correlation_change_is_the_first_largest_finite_pair(pair: np.nd
 )
 def test_edge_counters_count_each_column_as_searchsorted(sets: list, seed: int) -> None:
     """Several edge sets at once, gridded or not (empty, one edge, a range the grid cannot
-    serve), each column against its own set: the edges, their neighbours and infinities."""
+    serve), each row of values against its own set: the edges, their neighbours, infinities."""
     rng = np.random.default_rng(seed)
     edge_sets = [np.unique(s) for s in sets]
     counters = EdgeCounters.of([(e, EdgeCounter.of(e)) for e in edge_sets])
@@ -396,10 +396,8 @@ def test_edge_counters_count_each_column_as_searchsorted(sets: list, seed: int) 
             [edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), [-np.inf, np.inf, 0]]
         )
         columns.append(rng.choice(pool, 60))
-    x = np.column_stack(columns)
-    expected = np.column_stack(
-        [np.searchsorted(e, x[:, j], side="right") for j, e in enumerate(edge_sets)]
-    )
+    x = np.stack(columns)
+    expected = np.stack([np.searchsorted(e, x[j], side="right") for j, e in enumerate(edge_sets)])
     assert np.array_equal(counters.count(x), expected)
 
 

@@ -65,20 +65,20 @@ class EdgeCounter:
 
 @dataclass(frozen=True)
 class EdgeCounters:
-    """Several edge sets counted at once: column j of `count(x)` (x: rows x sets, without NaN)
-    is `count_at_or_below` of column j against set j. The sets an `EdgeCounter` serves share
-    one grid lookup and the same steps (the most any of them needs: a step past a set's last
-    edge never moves); the others are counted by searchsorted, column by column. A scrape's
-    few hundred rows of 45 numeric features cost about as many numpy calls as one feature."""
+    """Several edge sets counted at once: row j of `count(x)` (x: sets x values, without NaN)
+    is `count_at_or_below` of row j against set j. The sets an `EdgeCounter` serves share one
+    grid lookup and the same steps (the most any of them needs: a step past a set's last edge
+    never moves); the others are counted by searchsorted, row by row. A scrape's few hundred
+    rows of 45 numeric features cost about as many numpy calls as one feature."""
 
     lo: np.ndarray
     scale: np.ndarray
-    below: np.ndarray  # gridded sets x GRID, flat
+    below: np.ndarray  # gridded sets x GRID, flat: where in `padded` each cell starts
     padded: np.ndarray  # gridded sets x width, flat: each set's edges, then NaN
-    width: int
+    first: np.ndarray  # where each gridded set starts in `padded`
     steps: int
-    gridded: np.ndarray  # columns counted on the grid
-    searched: tuple[tuple[int, np.ndarray], ...]  # (column, edges) counted by searchsorted
+    gridded: np.ndarray  # sets counted on the grid
+    searched: tuple[tuple[int, np.ndarray], ...]  # (set, edges) counted by searchsorted
 
     @classmethod
     def of(cls, sets: list[tuple[np.ndarray, EdgeCounter | None]]) -> EdgeCounters:
@@ -88,12 +88,14 @@ class EdgeCounters:
         padded = np.full((len(counters), width), np.nan)
         for row, (_, c) in enumerate(counters):
             padded[row, : len(c.padded)] = c.padded
+        first = np.arange(len(counters))[:, None] * width
+        below = [c.below.astype(np.intp) + first[row] for row, (_, c) in enumerate(counters)]
         return cls(
-            np.array([c.lo for _, c in counters]),
-            np.array([c.scale for _, c in counters]),
-            np.concatenate([c.below.astype(np.intp) for _, c in counters] or [np.zeros(0, int)]),
+            np.array([c.lo for _, c in counters]).reshape(-1, 1),
+            np.array([c.scale for _, c in counters]).reshape(-1, 1),
+            np.concatenate(below or [np.zeros(0, np.intp)]),
             padded.ravel(),
-            width,
+            first,
             max((c.steps for _, c in counters), default=0),
             np.array([j for j, _ in counters], dtype=np.intp),
             tuple((j, edges) for j, (edges, c) in enumerate(sets) if c is None),
@@ -102,16 +104,15 @@ class EdgeCounters:
     def count(self, x: np.ndarray) -> np.ndarray:
         out = np.empty(x.shape, dtype=np.intp)
         if len(self.gridded):
-            on_grid = x if len(self.gridded) == x.shape[1] else x[:, self.gridded]
+            on_grid = x if len(self.gridded) == len(x) else x[self.gridded]
             # The same float steps as `EdgeCounter.count`, so the same cells and counts.
             cell = np.clip((on_grid - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
-            n = self.below[cell + np.arange(len(self.gridded)) * GRID]
-            row = np.arange(len(self.gridded)) * self.width
+            at = self.below[cell + np.arange(len(self.gridded))[:, None] * GRID]
             for _ in range(self.steps):
-                n += self.padded[n + row] <= on_grid
-            out[:, self.gridded] = n
+                at += self.padded[at] <= on_grid
+            out[self.gridded] = at - self.first
         for j, edges in self.searched:
-            out[:, j] = np.searchsorted(edges, x[:, j], side="right")
+            out[j] = np.searchsorted(edges, x[j], side="right")
         return out
 
 
