@@ -89,11 +89,14 @@ class EdgeCounters:
         for row, (_, c) in enumerate(counters):
             padded[row, : len(c.padded)] = c.padded
         first = np.arange(len(counters))[:, None] * width
-        below = [c.below.astype(np.intp) + first[row] for row, (_, c) in enumerate(counters)]
+        # Positions in `padded` in the smallest integers that hold them: 4096 cells a set,
+        # two bytes each for up to 600 sets of 100 edges (eight, as intp: 74 MB for 50 models).
+        kind = np.min_scalar_type(max(len(counters) * width, 1))
+        below = [(c.below + first[row]).astype(kind) for row, (_, c) in enumerate(counters)]
         return cls(
             np.array([c.lo for _, c in counters]).reshape(-1, 1),
             np.array([c.scale for _, c in counters]).reshape(-1, 1),
-            np.concatenate(below or [np.zeros(0, np.intp)]),
+            np.concatenate(below or [np.zeros(0, kind)]),
             padded.ravel(),
             first,
             max((c.steps for _, c in counters), default=0),
@@ -107,7 +110,7 @@ class EdgeCounters:
             on_grid = x if len(self.gridded) == len(x) else x[self.gridded]
             # The same float steps as `EdgeCounter.count`, so the same cells and counts.
             cell = np.clip((on_grid - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
-            at = self.below[cell + np.arange(len(self.gridded))[:, None] * GRID]
+            at = self.below[cell + np.arange(len(self.gridded))[:, None] * GRID].astype(np.intp)
             for _ in range(self.steps):
                 at += self.padded[at] <= on_grid
             out[self.gridded] = at - self.first
