@@ -79,6 +79,7 @@ class Accumulator:
         self.layout = layout
         self.buckets, self._row = np.unique(bucket_of_row, return_inverse=True)
         self.matrix = np.zeros((len(self.buckets), layout.size))
+        self._cells = self.matrix.reshape(-1)  # a view: the same memory, one index per cell
 
     def count(
         self,
@@ -111,18 +112,13 @@ class Accumulator:
         weights: np.ndarray | None = None,
     ) -> None:
         """`count` for the statistics `(stat, name)` of several names at once: row j of
-        `mask`, `index` and `weights` (names x `rows` of this batch) goes to names[j]."""
-        size = self.layout.size
+        `mask`, `index` and `weights` (names x `rows` of this batch) goes to names[j]. Added in
+        place, cell by cell in row order (`np.add.at`): a `bincount` the size of the bucket
+        matrix per call cost a batch spanning 1,440 buckets three times the feature-by-feature
+        fold, and a small batch more than the adds."""
         starts = self.layout.starts(stat, names)[:, None]
-        flat = (self._row[rows] * size + starts + index)[mask]
-        if len(flat) == 0:
-            return
-        cells = np.bincount(
-            flat,
-            weights=None if weights is None else weights[mask],
-            minlength=len(self.buckets) * size,
-        )
-        self.matrix += cells.reshape(len(self.buckets), size)
+        flat = (self._row[rows] * self.layout.size + starts + index)[mask]
+        np.add.at(self._cells, flat, 1.0 if weights is None else weights[mask])
 
     def cross_products(self, key: tuple[str, ...], values: np.ndarray, mask: np.ndarray) -> None:
         """Add X^T X of the masked rows of each bucket (a k x k block, flattened)."""

@@ -402,13 +402,19 @@ def test_edge_counters_count_each_column_as_searchsorted(sets: list, seed: int) 
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=hs.integers(0, 2**32 - 1), features=hs.integers(1, 5), block=hs.integers(1, 40))
+@given(
+    seed=hs.integers(0, 2**32 - 1),
+    features=hs.integers(1, 5),
+    block=hs.integers(1, 40),
+    spread=hs.integers(1, 60),
+)
 def test_numeric_fold_counts_each_feature_as_it_would_alone(
-    seed: int, features: int, block: int
+    seed: int, features: int, block: int, spread: int
 ) -> None:
-    """All numeric features folded at once, in row blocks of any size, give each feature and
-    bucket the counts and sums numpy gives it on its own: missing, type errors, out of range
-    (configured or the baseline's), fine bins (values on the edges included) and tail sums."""
+    """All numeric features folded at once, in row blocks of any size and over any number of
+    buckets, give each feature and bucket the counts and sums numpy gives it on its own:
+    missing, type errors, out of range (configured or the baseline's), fine bins (values on the
+    edges included) and tail sums."""
     rng = np.random.default_rng(seed)
     names = [f"n{j}" for j in range(features)]
     ranged = {n: (-1.0, 1.0) for n in names[::2]}
@@ -441,7 +447,7 @@ def test_numeric_fold_counts_each_feature_as_it_would_alone(
         values[rng.random(300) < 0.05] = "not a number"
         live[n] = values
     rows = _numeric_rows(model, live, rng)
-    buckets = rng.integers(0, 3, len(rows))
+    buckets = rng.integers(0, spread, len(rows))
     layout = drift_layout(model, baseline)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sufficient_stats, "CELLS", block * features)  # blocks of `block` rows
