@@ -159,6 +159,7 @@ def main() -> None:
         ("fairness_power", ["--windows", "20"] if quick else []),
         ("estimation", ["--windows", "10", "--reference", "10000"] if quick else []),
         ("deadlines", ["--statements", "500"] if quick else []),
+        ("fold", ["--repeats", "1"] if quick else []),
         ("competitors", ["--sizes", "20000"] if quick else []),
     ):
         outputs[name] = run(name, args)
