@@ -20,7 +20,7 @@ import pandas as pd
 from exporter.config import ModelConfig
 from exporter.drift import multivariate as mv
 from exporter.drift import statistical as st
-from exporter.drift.binning import EdgeCounter, EdgeCounters, count_at_or_below
+from exporter.drift.binning import EdgeCounters
 from exporter.performance.estimation import Calibration
 from exporter.performance.loss_model import LossModel
 from exporter.rows import Rows, category_value, per_value, present
@@ -77,18 +77,15 @@ class NumericReference:
             names = [f"{name}#{b}" for b, name in enumerate(names)]
         return tuple(names)
 
-    @functools.cached_property
-    def _inner(self) -> tuple[np.ndarray, EdgeCounter | None]:
-        """The edges between the fine bins, and their counter (built once per reference)."""
-        inner = self.edges[1:-1]
-        return inner, EdgeCounter.of(inner)
-
     def bin(self, x: np.ndarray) -> np.ndarray:
-        """Fine bin of each finite value: 0 below the baseline minimum, last above its maximum."""
-        idx = count_at_or_below(*self._inner, x) + 1
-        idx[x < self.edges[0]] = 0
-        idx[x > self.edges[-1]] = len(self.edges)
-        return idx
+        """Fine bin of each finite value: 0 below the baseline minimum, last above its maximum
+        (`NumericBins` of this reference alone)."""
+        return self._bins.bin(x[None, :])[0]
+
+    @functools.cached_property
+    def _bins(self) -> NumericBins:
+        """Made once per reference: every batch bins against the same edges."""
+        return NumericBins.of([self])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -212,7 +209,7 @@ class NumericBins:
     @classmethod
     def of(cls, refs: list[NumericReference]) -> NumericBins:
         return cls(
-            EdgeCounters.of([r._inner for r in refs]),
+            EdgeCounters.of([r.edges[1:-1] for r in refs]),
             np.array([r.edges[0] for r in refs])[:, None],
             np.array([r.edges[-1] for r in refs])[:, None],
             np.array([len(r.edges) for r in refs])[:, None],
@@ -220,9 +217,11 @@ class NumericBins:
         )
 
     def bin(self, x: np.ndarray) -> np.ndarray:
-        idx = self.counters.count(x) + 1
-        idx[x < self.first] = 0
-        return np.where(x > self.last, self.overflow, idx)
+        idx = self.counters.count(x)
+        idx += 1
+        np.copyto(idx, 0, where=x < self.first)
+        np.copyto(idx, self.overflow, where=x > self.last)
+        return idx
 
 
 Reference = NumericReference | CategoricalReference

@@ -258,27 +258,19 @@ def loss_model(model: ModelConfig, baseline: Baseline | None) -> LossModel | Non
     return baseline.loss_model if baseline.loss_model.inputs == inputs else None
 
 
-def expected_losses(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> np.ndarray | None:
-    """DLE's expected absolute and squared error of each row (2 x rows), or None without loss
-    models. Computed once per batch read: when labels come with their predictions, the drift
-    and the performance fold take their rows' columns of it."""
-    losses = loss_model(model, baseline)
-    if losses is None:
-        return None
-    assert baseline is not None
-    return np.vstack(losses.predict(loss_inputs(model, baseline.features, rows)))
-
-
-def expected_absolute_errors(
-    model: ModelConfig, baseline: Baseline | None, rows: Rows
+def expected_losses(
+    model: ModelConfig, baseline: Baseline | None, rows: Rows, squared: bool = True
 ) -> np.ndarray | None:
-    """DLE's expected absolute error of each row alone (the first row of `expected_losses`):
-    labelled rows need only it, and one loss model predicts it."""
+    """DLE's expected absolute and squared error of each row (2 x rows), or without `squared`
+    the absolute one alone (1 x rows, one loss model: all that labelled rows need); None
+    without loss models. Computed once per batch read: when labels come with their
+    predictions, the drift and the performance fold take their rows' columns of it."""
     losses = loss_model(model, baseline)
     if losses is None:
         return None
     assert baseline is not None
-    return losses.predict_absolute(loss_inputs(model, baseline.features, rows))
+    x = loss_inputs(model, baseline.features, rows)
+    return np.vstack(losses.predict(x) if squared else (losses.predict_absolute(x),))
 
 
 def estimates(model: ModelConfig, baseline: Baseline | None) -> bool:
@@ -486,7 +478,7 @@ def fold_performance(
     absolute: np.ndarray | None = None,
 ) -> Accumulator:
     """Labelled rows -> performance sums in the bucket of each prediction's time (`absolute`:
-    their `expected_absolute_errors`, when the caller has them)."""
+    their expected absolute errors, `expected_losses` row 0, when the caller has them)."""
     assert rows.label is not None
     acc = Accumulator(layout, bucket_of_row)
     y = rows.label
@@ -503,7 +495,8 @@ def fold_performance(
             "y2": (y - shift) ** 2,
         }
         if absolute is None:
-            absolute = expected_absolute_errors(model, baseline, rows)
+            losses = expected_losses(model, baseline, rows, squared=False)
+            absolute = None if losses is None else losses[0]
         if absolute is not None:
             acc.count(("dle_abs",), weights=absolute)
             acc.count(("dle_gap2",), weights=(np.abs(err) - absolute) ** 2)

@@ -1,5 +1,6 @@
-"""How many of a fixed set of sorted edges lie at or below each of many values: the answer of
-`numpy.searchsorted(edges, x, side="right")`, several times faster.
+"""How many of a fixed set of sorted edges lie at or below each of many values, for several
+edge sets at once: the answer of `numpy.searchsorted(edges, x, side="right")` per set, several
+times faster.
 
 Binary search over ~100 quantile edges costs 60-90 ns a value on this project's machines, almost
 all of it mispredicted branches: binning is a quarter of the batch API's time on a million rows.
@@ -23,7 +24,8 @@ MAX_STEPS = 8  # more steps than this and binary search is as cheap
 
 @dataclass(frozen=True)
 class EdgeCounter:
-    """`count(x)` = the number of edges <= x, for x without NaN (edges: sorted, distinct)."""
+    """The grid of one sorted, distinct edge set: per cell, the edges below it, and the steps
+    that finish any count from there (`EdgeCounters` counts with it)."""
 
     lo: float
     scale: float  # cells per unit of x
@@ -55,21 +57,14 @@ class EdgeCounter:
             return None
         return cls(lo, scale, below, np.append(edges, np.nan), steps)
 
-    def count(self, x: np.ndarray) -> np.ndarray:
-        cell = np.clip((x - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
-        n = self.below[cell]
-        for _ in range(self.steps):
-            n += self.padded[n] <= x
-        return n.astype(np.intp)
-
 
 @dataclass(frozen=True)
 class EdgeCounters:
     """Several edge sets counted at once: row j of `count(x)` (x: sets x values, without NaN)
-    is `count_at_or_below` of row j against set j. The sets an `EdgeCounter` serves share one
-    grid lookup and the same steps (the most any of them needs: a step past a set's last edge
-    never moves); the others are counted by searchsorted, row by row. A scrape's few hundred
-    rows of 45 numeric features cost about as many numpy calls as one feature."""
+    is `numpy.searchsorted(sets[j], x[j], side="right")`. The sets an `EdgeCounter` serves share
+    one grid lookup and the same steps (the most any of them needs: a step past a set's last
+    edge never moves); the others are counted by searchsorted, row by row. A scrape's few
+    hundred rows of 45 numeric features cost about as many numpy calls as one feature."""
 
     lo: np.ndarray
     scale: np.ndarray
@@ -81,8 +76,8 @@ class EdgeCounters:
     searched: tuple[tuple[int, np.ndarray], ...]  # (set, edges) counted by searchsorted
 
     @classmethod
-    def of(cls, sets: list[tuple[np.ndarray, EdgeCounter | None]]) -> EdgeCounters:
-        """From each set's edges and `EdgeCounter.of` them."""
+    def of(cls, edge_sets: list[np.ndarray]) -> EdgeCounters:
+        sets = [(edges, EdgeCounter.of(edges)) for edges in edge_sets]
         counters = [(j, c) for j, (_, c) in enumerate(sets) if c is not None]
         width = max((len(c.padded) for _, c in counters), default=1)
         padded = np.full((len(counters), width), np.nan)
@@ -108,19 +103,12 @@ class EdgeCounters:
         out = np.empty(x.shape, dtype=np.intp)
         if len(self.gridded):
             on_grid = x if len(self.gridded) == len(x) else x[self.gridded]
-            # The same float steps as `EdgeCounter.count`, so the same cells and counts.
+            # A value starts one cell low (`EdgeCounter.of`: a rounding margin) and steps on.
             cell = np.clip((on_grid - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
-            at = self.below[cell + np.arange(len(self.gridded))[:, None] * GRID].astype(np.intp)
+            at = self.below[cell + np.arange(len(self.gridded))[:, None] * GRID]
             for _ in range(self.steps):
                 at += self.padded[at] <= on_grid
             out[self.gridded] = at - self.first
         for j, edges in self.searched:
             out[j] = np.searchsorted(edges, x[j], side="right")
         return out
-
-
-def count_at_or_below(edges: np.ndarray, counter: EdgeCounter | None, x: np.ndarray) -> np.ndarray:
-    """`numpy.searchsorted(edges, x, side="right")`, through `counter` when there is one."""
-    if counter is None:
-        return np.searchsorted(edges, x, side="right")
-    return counter.count(x)
