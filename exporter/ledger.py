@@ -84,10 +84,14 @@ class RowLedger:
         order = np.lexsort((new, slices))
         slices, new = slices[order], new[order]
         starts = np.flatnonzero(np.diff(slices, prepend=slices[:1] - 1))
-        for at, end in zip(starts.tolist(), [*starts[1:].tolist(), len(new)], strict=True):
-            seen = self._buckets.get(int(slices[at]), _EMPTY)
-            chunk = new[at:end]
-            self._buckets[int(slices[at])] = np.insert(seen, np.searchsorted(seen, chunk), chunk)
+        # A rebuild meets each slice once, with nothing held for it yet: its sorted chunk (a
+        # view of this batch) is kept as it is, where a merge would copy it (26,000 slices of a
+        # 6 h window in 1 s slices: a second of a cold start).
+        for slice_, chunk in zip(slices[starts].tolist(), np.split(new, starts[1:]), strict=True):
+            seen = self._buckets.get(slice_)
+            self._buckets[slice_] = (
+                chunk if seen is None else np.insert(seen, np.searchsorted(seen, chunk), chunk)
+            )
         return fresh
 
     def count(self, bucket: int) -> int:
