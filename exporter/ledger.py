@@ -35,6 +35,16 @@ def runs(sorted_ids: list[int], gap: int) -> Iterator[tuple[int, int]]:
     yield first, prev
 
 
+def by_slice(slices: np.ndarray, keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(slice, the positions of its rows in key order) for each slice among `slices`."""
+    if len(slices) == 0:
+        return
+    order = np.lexsort((keys, slices))
+    ordered = slices[order]
+    starts = np.flatnonzero(np.diff(ordered, prepend=ordered[:1] - 1))
+    yield from zip(ordered[starts].tolist(), np.split(order, starts[1:]), strict=True)
+
+
 def slice_width(bucket: float) -> float:
     """Reconciliation compares row counts in slices of a sixtieth of a window bucket (at least a
     second): a row that commits late costs a re-read of its slice only, not of a whole bucket."""
@@ -81,14 +91,11 @@ class RowLedger:
         if not fresh.any():
             return fresh
         slices, new = self.bucket_of(epoch)[fresh], keys[fresh]
-        order = np.lexsort((new, slices))
-        slices, new = slices[order], new[order]
-        starts = np.flatnonzero(np.diff(slices, prepend=slices[:1] - 1))
-        # A rebuild meets each slice once, with nothing held for it yet: its sorted chunk (a
-        # view of this batch) is kept as it is, where a merge would copy it (26,000 slices of a
-        # 6 h window in 1 s slices: a second of a cold start).
-        for slice_, chunk in zip(slices[starts].tolist(), np.split(new, starts[1:]), strict=True):
-            seen = self._buckets.get(slice_)
+        # A rebuild meets each slice once, with nothing held for it yet: its chunk is kept as
+        # it comes, where a merge would copy it (26,000 slices of a 6 h window in 1 s slices:
+        # a second of a cold start).
+        for slice_, rows in by_slice(slices, new):
+            seen, chunk = self._buckets.get(slice_), new[rows]
             self._buckets[slice_] = (
                 chunk if seen is None else np.insert(seen, np.searchsorted(seen, chunk), chunk)
             )

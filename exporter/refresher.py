@@ -548,22 +548,29 @@ class ModelRefresher:
         yet; returns how many were new."""
         fresh = np.ones(len(frame), dtype=bool)
         timed = np.isfinite(epoch)
-        fresh[timed] = stream.ledger.admit(epoch[timed], row_keys(frame[ID][timed], epoch[timed]))
+        keys = np.zeros(len(frame), dtype=np.uint64)  # untimed rows are rejected unkeyed
+        keys[timed] = row_keys(frame[ID][timed], epoch[timed])
+        fresh[timed] = stream.ledger.admit(epoch[timed], keys[timed])
         if stream.kind == "predictions":
-            self._fold_predictions(frame[fresh], epoch[fresh], now, live=not stream.rebuilding)
+            self._fold_predictions(
+                frame[fresh], epoch[fresh], keys[fresh], now, live=not stream.rebuilding
+            )
         else:
             self._fold_labels(frame[fresh], now, live=not stream.rebuilding)
         return int(fresh.sum())
 
     def _fold_predictions(
-        self, frame: pd.DataFrame, epoch: np.ndarray, now: float, live: bool
+        self, frame: pd.DataFrame, epoch: np.ndarray, keys: np.ndarray, now: float, live: bool
     ) -> None:
+        """`keys`: the rows' ledger keys, which their labels find them by when those come in
+        a stream of their own (`ModelWindow.memo`)."""
         assert self.window is not None
         rows, rejected = parse_rows(
             frame,
             self.model,
             pd.Series(epoch, index=frame.index),
             label="optional" if self.inline_labels else "none",
+            keys=None if self.inline_labels else keys,
         )
         rejected.counts["expired"] += self.window.add_predictions(rows, now, live=live)
         self._count_rejections(rejected, "predictions")
@@ -586,11 +593,16 @@ class ModelRefresher:
         if separate:
             rejected.add("label_of_rejected_prediction", untimed, frame[ID])
         known = frame[~unknown & ~untimed]
+        epoch = self.source.time_format("predictions").to_epoch(known[TS])
         rows, more = parse_rows(
             known,
             self.model,
-            self.source.time_format("predictions").to_epoch(known[TS]),
+            epoch,
             label="required",
+            # The prediction's own ledger key: what its fold left in the memo is found by it.
+            keys=None
+            if self.window.memo is None
+            else row_keys(known[ID], epoch.to_numpy(dtype=float)),
         )
         bad_predictions = more.counts.pop("invalid_prediction", 0)
         if separate and bad_predictions:

@@ -76,6 +76,9 @@ class Rows:
     segments: dict[str, np.ndarray]
     attributes: dict[str, np.ndarray]
     label: np.ndarray | None
+    # The store's rows only: each prediction's ledger key (`ledger.row_keys` of its id and
+    # time), by which a label finds what its prediction's fold computed (`LossMemo`).
+    key: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -106,6 +109,7 @@ class Rows:
             ("score",): self.score,
             ("latency",): self.latency,
             ("label",): self.label,
+            ("key",): self.key,
         }
         for name, column in self.numeric.items():
             for part in ("values", "missing", "type_error"):
@@ -135,6 +139,7 @@ class Rows:
             segments={k[1]: v for k, v in fields.items() if k[0] == "segments"},
             attributes={k[1]: v for k, v in fields.items() if k[0] == "attributes"},
             label=None if ("label",) in absent else fields["label",],
+            key=None if ("key",) in absent else fields["key",],
         )
 
     def take(self, mask: np.ndarray) -> Rows:
@@ -160,6 +165,7 @@ class Rows:
             segments={k: v[mask] for k, v in self.segments.items()},
             attributes={k: v[mask] for k, v in self.attributes.items()},
             label=pick(self.label),
+            key=pick(self.key),
         )
 
 
@@ -220,11 +226,13 @@ def parse_rows(
     model: ModelConfig,
     ts_epoch: pd.Series,
     label: Literal["none", "required", "optional"] = "none",
+    keys: np.ndarray | None = None,
 ) -> tuple[Rows, Rejections]:
     """Turn a raw frame (canonical column names) into accepted rows and counted rejections.
 
     `label="required"` rejects rows without a valid label (a label stream); `"optional"` keeps
-    them with NaN (a baseline, where only some predictions are labelled).
+    them with NaN (a baseline, where only some predictions are labelled). `keys`: each frame
+    row's prediction key (`Rows.key`).
     """
     rejections = Rejections()
     ids = frame[ID] if ID in frame else pd.Series(range(len(frame)))
@@ -282,6 +290,7 @@ def parse_rows(
             a: category_column(frame[attribute_key(a)]) for a in model.protected_attributes
         },
         label=labels,
+        key=keys,
     )
     return rows.take(ok), rejections
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from exporter.baseline import Baseline, capture_references
 from exporter.config import ModelConfig, WindowConfig
+from exporter.performance.loss_memo import LossMemo
 from exporter.report import performance_by_segment
 from exporter.rows import Rows
 from exporter.sufficient_stats import (
@@ -23,6 +24,7 @@ from exporter.sufficient_stats import (
     expected_losses,
     fold_drift,
     fold_performance,
+    loss_model,
     performance_layout,
 )
 
@@ -99,11 +101,16 @@ class ModelWindow:
         self.drift = BucketRing(model.drift_window, self.drift_layout.size)
         self.performance = BucketRing(model.performance_window, self.performance_layout.size)
         self.latency = LatencyHistogram(latency_bounds)
+        # Labels read apart from their predictions take these rather than predict again.
+        self.memo: LossMemo | None = LossMemo() if loss_model(model, baseline) else None
         self.predictions_total = 0
         self.labels_total = 0
 
     def add_predictions(self, rows: Rows, now: float, live: bool = True) -> int:
-        """Fold predictions; `live=False` (the start-up rebuild) leaves the counters alone."""
+        """Fold predictions; `live=False` (the start-up rebuild) leaves the counters alone.
+
+        Rows with keys (`Rows.key`: their labels come in a stream of their own) leave their
+        expected absolute errors in the memo for those labels."""
         drift_ids = self.drift.bucket_of(rows.ts)
         in_drift = self.drift.is_live(drift_ids, now)
         perf_ids = self.performance.bucket_of(rows.ts)
@@ -112,6 +119,11 @@ class ModelWindow:
         # Once for the rows both folds take (labels read together with their predictions).
         needed = in_drift.any() or (labelled is not None and labelled.any())
         losses = expected_losses(self.model, self.baseline, rows) if needed else None
+        if self.memo is not None and rows.key is not None:
+            self.memo.forget_before(self.performance.current(now) - self.performance.n + 1)
+            memo = in_perf if losses is not None else np.zeros(len(rows), dtype=bool)
+            if memo.any():
+                self.memo.keep(perf_ids[memo], rows.key[memo], losses[0, memo])
         if in_drift.any():
             acc = fold_drift(
                 self.drift_layout,
@@ -154,11 +166,27 @@ class ModelWindow:
         labels of predictions older than the window, or stamped later than now."""
         perf_ids = self.performance.bucket_of(rows.ts)
         live_rows = self.performance.is_live(perf_ids, now)
-        self._fold_labelled(rows.take(live_rows), perf_ids[live_rows])
+        labelled = rows.take(live_rows)
+        self._fold_labelled(
+            labelled, perf_ids[live_rows], self._absolute(labelled, perf_ids[live_rows])
+        )
         if live:
             self.labels_total += int(live_rows.sum())
         future = perf_ids > self.performance.current(now)
         return int((~live_rows & ~future).sum()), int(future.sum())
+
+    def _absolute(self, rows: Rows, bucket_ids: np.ndarray) -> np.ndarray | None:
+        """The expected absolute errors of labelled rows: the memo's, predicted where it has
+        none; None without keys or loss models (then `fold_performance` predicts them all)."""
+        if self.memo is None or rows.key is None or len(rows) == 0:
+            return None
+        absolute = self.memo.take(bucket_ids, rows.key)
+        missing = np.isnan(absolute)
+        if missing.any():
+            losses = expected_losses(self.model, self.baseline, rows.take(missing), squared=False)
+            assert losses is not None  # the memo exists only with loss models
+            absolute[missing] = losses[0]
+        return absolute
 
     def _fold_labelled(
         self, rows: Rows, bucket_ids: np.ndarray, absolute: np.ndarray | None = None
