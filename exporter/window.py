@@ -119,11 +119,9 @@ class ModelWindow:
         # Once for the rows both folds take (labels read together with their predictions).
         needed = in_drift.any() or (labelled is not None and labelled.any())
         losses = expected_losses(self.model, self.baseline, rows) if needed else None
-        if self.memo is not None and rows.key is not None:
+        if self.memo is not None and rows.key is not None and losses is not None:
             self.memo.forget_before(self.performance.current(now) - self.performance.n + 1)
-            memo = in_perf if losses is not None else np.zeros(len(rows), dtype=bool)
-            if memo.any():
-                self.memo.keep(perf_ids[memo], rows.key[memo], losses[0, memo])
+            self.memo.keep(perf_ids[in_perf], rows.key[in_perf], losses[0, in_perf])
         if in_drift.any():
             acc = fold_drift(
                 self.drift_layout,
