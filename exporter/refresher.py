@@ -44,7 +44,7 @@ from exporter.monitors.retraining_scheduler import (
     decide,
 )
 from exporter.report import ModelReport, build_report
-from exporter.rows import Rejections, parse_rows
+from exporter.rows import Rejections, Rows, parse_rows
 from exporter.storage import audit
 from exporter.storage.baseline_store import BaselineStore
 from exporter.storage.copy_pages import CopyPages
@@ -95,6 +95,12 @@ class _Stream:
         """The keyset position just past the last row of `frame`."""
         last = frame.iloc[-1]
         return Cursor(last[self.order], last[ID])
+
+
+def _positions(keys: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Where each of `kept` is in `keys` (distinct: a frame's rows after the ledger)."""
+    order = np.argsort(keys, kind="stable")
+    return order[np.searchsorted(keys, kept, sorter=order)]
 
 
 @dataclass
@@ -160,6 +166,26 @@ class ModelRefresher:
     def inline_labels(self) -> bool:
         """Labels are read together with their predictions (same table, no arrival column)."""
         return self.model.source.labels is not None and not self.labels_by_arrival
+
+    @property
+    def _labels_in_predictions(self) -> bool:
+        """Labels by arrival in the predictions table itself: a rebuild takes them from the
+        predictions it reads (`_admit_labels`), and the label stream's rebuild reads only its
+        keys and fetches the rows its ledger lacks."""
+        labels = self.model.source.labels
+        return labels is not None and labels.table is None and labels.arrival_column is not None
+
+    def _reads_labels(self, stream: _Stream | None) -> bool:
+        """`stream` reads as `_labels_in_predictions` says: the label stream's rebuild, or the
+        prediction stream's while the label stream's is still to come."""
+        labels = self._labels
+        return (
+            self._labels_in_predictions
+            and stream is not None
+            and stream.rebuilding
+            and labels is not None
+            and labels.rebuilding
+        )
 
     @property
     def rebuilding(self) -> bool:
@@ -367,14 +393,27 @@ class ModelRefresher:
         deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
         limit, behind = self.settings.batch_rows, False
         span = Span(stream.start, until, after=stream.cursor)
-        for frame in self._pages(stream, span, self._fetch_rows, ahead=True):
-            epoch = self._order_epoch(stream, frame)
-            self._fold(stream, frame, epoch, now)
-            stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
-            self._recovered(stream.kind)  # a long rebuild is reading the store: up
-            if len(frame) == limit and deadline is not None and time.monotonic() >= deadline:
-                behind = True
-                break
+        # A label stream whose rows the predictions' rebuild read: its keys, then what it lacks.
+        keys_only = stream is self._labels and self._reads_labels(stream)
+        read = self.source.read_keys if keys_only else self._fetch_rows
+        try:
+            for frame in self._pages(stream, span, read, ahead=not keys_only):
+                epoch = self._order_epoch(stream, frame)
+                if keys_only:  # the rows lacking lie between the last page and this one's end
+                    timed = epoch[np.isfinite(epoch)]
+                    if len(timed):
+                        end = float(timed.max()) + 1.0
+                        page = replace(span, after=stream.cursor, before=end)
+                        self._fold_lacking(stream, page, frame, epoch, now)
+                else:  # deferred: a page's DLE losses are predicted while the next is read
+                    self._fold(stream, frame, epoch, now, defer=True)
+                stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
+                self._recovered(stream.kind)  # a long rebuild is reading the store: up
+                if len(frame) == limit and deadline is not None and time.monotonic() >= deadline:
+                    behind = True
+                    break
+        finally:  # the pages the cursor passed are in the window, whatever stopped the read
+            self.window.settle()
         if behind:
             stream.lag = max(0.0, until - (stream.last_time or until))
         else:
@@ -435,15 +474,9 @@ class ModelRefresher:
         for first_slice, last_slice in runs(short, gap=RUN_GAP):
             span = Span(first_slice * width, last, before=(last_slice + 1) * width)
             for keys in self._pages(stream, span, self.source.read_keys):
-                epoch = self._order_epoch(stream, keys)
-                # A time that does not parse was counted (invalid_timestamp) when first read.
-                timed = np.isfinite(epoch)
-                ids, epoch = keys[ID][timed], epoch[timed]
-                lacking = ids[~stream.ledger.contains(epoch, row_keys(ids, epoch))]
-                for at in range(0, len(lacking), IDS_PER_READ):
-                    ids = tuple(lacking.iloc[at : at + IDS_PER_READ].tolist())
-                    for frame in self._pages(stream, replace(span, ids=ids), self._fetch_rows):
-                        found += self._fold(stream, frame, self._order_epoch(stream, frame), now)
+                found += self._fold_lacking(
+                    stream, span, keys, self._order_epoch(stream, keys), now
+                )
         if found:
             self.status.late_rows[stream.kind] += found
             log.info(
@@ -455,6 +488,22 @@ class ModelRefresher:
             )
         if complete:
             self._sweep_done(stream, now)
+
+    def _fold_lacking(
+        self, stream: _Stream, span: Span, keys: pd.DataFrame, epoch: np.ndarray, now: float
+    ) -> int:
+        """Fetch whole, by id within `span`, and fold the rows of `keys` (`read_keys`; `epoch`:
+        their order times) the stream's ledger lacks; returns how many were new."""
+        # A time that does not parse was counted (invalid_timestamp) when first read.
+        timed = np.isfinite(epoch)
+        ids, epoch = keys[ID][timed], epoch[timed]
+        lacking = ids[~stream.ledger.contains(epoch, row_keys(ids, epoch))]
+        found = 0
+        for at in range(0, len(lacking), IDS_PER_READ):
+            chunk = tuple(lacking.iloc[at : at + IDS_PER_READ].tolist())
+            for frame in self._pages(stream, replace(span, ids=chunk), self._fetch_rows):
+                found += self._fold(stream, frame, self._order_epoch(stream, frame), now)
+        return found
 
     def _sweep_done(self, stream: _Stream, now: float) -> None:
         """A sweep covered the whole window: count the rows without a time (NULL), which no
@@ -503,7 +552,9 @@ class ModelRefresher:
     def _fetch_rows(self, kind: Stream, span: Span, limit: int, bulk: bool = False) -> pd.DataFrame:
         if kind == "labels":
             return self.source.read_labels(span, limit, bulk)
-        return self.source.read_predictions(span, limit, bulk=bulk)
+        return self.source.read_predictions(
+            span, limit, with_labels=self._reads_labels(self._predictions), bulk=bulk
+        )
 
     def _pages(
         self,
@@ -543,9 +594,16 @@ class ModelRefresher:
         time = self.source.time_format(stream.kind)
         return time.to_epoch(frame[stream.order]).to_numpy(dtype=float)
 
-    def _fold(self, stream: _Stream, frame: pd.DataFrame, epoch: np.ndarray, now: float) -> int:
+    def _fold(
+        self,
+        stream: _Stream,
+        frame: pd.DataFrame,
+        epoch: np.ndarray,
+        now: float,
+        defer: bool = False,
+    ) -> int:
         """Fold the rows of `frame` (`epoch`: their order times) this stream has not counted
-        yet; returns how many were new."""
+        yet; returns how many were new. `defer`: see `ModelWindow.add_predictions`."""
         fresh = np.ones(len(frame), dtype=bool)
         timed = np.isfinite(epoch)
         keys = np.zeros(len(frame), dtype=np.uint64)  # untimed rows are rejected unkeyed
@@ -553,27 +611,57 @@ class ModelRefresher:
         fresh[timed] = stream.ledger.admit(epoch[timed], keys[timed])
         if stream.kind == "predictions":
             self._fold_predictions(
-                frame[fresh], epoch[fresh], keys[fresh], now, live=not stream.rebuilding
+                frame[fresh], epoch[fresh], keys[fresh], now, not stream.rebuilding, defer
             )
         else:
             self._fold_labels(frame[fresh], now, live=not stream.rebuilding)
         return int(fresh.sum())
 
     def _fold_predictions(
-        self, frame: pd.DataFrame, epoch: np.ndarray, keys: np.ndarray, now: float, live: bool
+        self,
+        frame: pd.DataFrame,
+        epoch: np.ndarray,
+        keys: np.ndarray,
+        now: float,
+        live: bool,
+        defer: bool = False,
     ) -> None:
         """`keys`: the rows' ledger keys, which their labels find them by when those come in
         a stream of their own (`ModelWindow.memo`)."""
         assert self.window is not None
+        with_labels = ARRIVAL in frame  # a rebuild's read (`_labels_in_predictions`)
         rows, rejected = parse_rows(
             frame,
             self.model,
             pd.Series(epoch, index=frame.index),
-            label="optional" if self.inline_labels else "none",
+            label="optional" if self.inline_labels or with_labels else "none",
             keys=None if self.inline_labels else keys,
         )
-        rejected.counts["expired"] += self.window.add_predictions(rows, now, live=live)
+        if with_labels:
+            rows = self._admit_labels(frame, keys, rows, now)
+        rejected.counts["expired"] += self.window.add_predictions(rows, now, live, defer)
         self._count_rejections(rejected, "predictions")
+
+    def _admit_labels(self, frame: pd.DataFrame, keys: np.ndarray, rows: Rows, now: float) -> Rows:
+        """`rows` (parsed from `frame`, whose prediction keys are `keys`) with the labels they
+        fold with: those the label stream's rebuild would read and count with these
+        predictions (valid, arrived in its span, their prediction in the performance window),
+        admitted to its ledger now. The rest are NaN here and left to that stream, which
+        fetches what its ledger lacks and counts it, rejections included, as it always has."""
+        assert self._labels is not None and self.window is not None and rows.key is not None
+        arrival = self.source.time_format("labels").to_epoch(frame[ARRIVAL])
+        at = _positions(keys, rows.key)
+        arrival = arrival.to_numpy(dtype=float)[at]
+        ring = self.window.performance
+        take = (
+            np.isfinite(rows.label)
+            & (arrival >= self._labels.start)
+            & (arrival <= now - self.settings.read_lag)
+            & ring.is_live(ring.bucket_of(rows.ts), now)
+        )
+        ids, arrival = frame[ID].iloc[at[take]], arrival[take]
+        take[take] = self._labels.ledger.admit(arrival, row_keys(ids, arrival))
+        return replace(rows, label=np.where(take, rows.label, np.nan))
 
     def _fold_labels(self, frame: pd.DataFrame, now: float, live: bool) -> None:
         """Fold label arrivals; each label row is counted under at most one reason.

@@ -364,10 +364,11 @@ def _fold_with_baseline(
     rows: Rows,
     output: np.ndarray,
     losses: np.ndarray | None,
+    deferred: bool,
 ) -> None:
     """The statistics that need a baseline: the output's bins, the correlation sums, the PCA
-    reconstruction errors, and the estimates before labels (DLE's expected losses, CBPE's
-    expected confusion cells)."""
+    reconstruction errors, and the estimates before labels (DLE's expected losses, unless
+    `deferred`; CBPE's expected confusion cells)."""
     layout = acc.layout
     ref = baseline.prediction
     bins = ref.bin(output)
@@ -391,13 +392,20 @@ def _fold_with_baseline(
             errors[complete] = pca.errors(raw[complete])
             acc.count(("mv_n",), mask=complete)
             acc.count(("mv_err",), mask=complete, weights=errors)
-    if losses is None:
-        losses = expected_losses(model, baseline, rows)
-    if losses is not None:
-        acc.count(("dle_abs",), weights=losses[0])
-        acc.count(("dle_sq",), weights=losses[1])
+    if loss_model(model, baseline) is not None:
+        if not deferred:
+            fold_drift_losses(
+                acc, expected_losses(model, baseline, rows) if losses is None else losses
+            )
     elif estimates(model, baseline):
         _fold_estimates(acc, model, baseline, rows)
+
+
+def fold_drift_losses(acc: Accumulator, losses: np.ndarray) -> None:
+    """DLE's cells of a drift fold: the sums of its rows' expected absolute and squared errors
+    (`expected_losses`)."""
+    acc.count(("dle_abs",), weights=losses[0])
+    acc.count(("dle_sq",), weights=losses[1])
 
 
 def _fold_estimates(acc: Accumulator, model: ModelConfig, baseline: Baseline, rows: Rows) -> None:
@@ -425,9 +433,11 @@ def fold_drift(
     rows: Rows,
     bucket_of_row: np.ndarray,
     losses: np.ndarray | None = None,
+    deferred: bool = False,
 ) -> Accumulator:
     """Rows -> drift sums in the bucket of each row's time (`losses`: their `expected_losses`,
-    when the caller has them)."""
+    when the caller has them; `deferred`: the caller adds DLE's cells itself, with
+    `fold_drift_losses`, once it has them)."""
     acc = Accumulator(layout, bucket_of_row)
     acc.count(("rows",))
     _fold_numeric(acc, model, baseline, rows)
@@ -440,7 +450,7 @@ def fold_drift(
             acc.count(("bins", name), ref.bin(values), mask=has_value)
     output = prediction_values(rows)
     if baseline is not None:
-        _fold_with_baseline(acc, model, baseline, rows, output, losses)
+        _fold_with_baseline(acc, model, baseline, rows, output, losses, deferred)
     chosen = selected(model, rows)
     for attribute, groups in model_groups(model, baseline).fairness.items():
         index = _group_index(rows.attributes[attribute], groups)
@@ -476,9 +486,11 @@ def fold_performance(
     rows: Rows,
     bucket_of_row: np.ndarray,
     absolute: np.ndarray | None = None,
+    deferred: bool = False,
 ) -> Accumulator:
     """Labelled rows -> performance sums in the bucket of each prediction's time (`absolute`:
-    their expected absolute errors, `expected_losses` row 0, when the caller has them)."""
+    their expected absolute errors, `expected_losses` row 0, when the caller has them;
+    `deferred`: the caller adds DLE's cells itself, with `fold_performance_losses`)."""
     assert rows.label is not None
     acc = Accumulator(layout, bucket_of_row)
     y = rows.label
@@ -494,12 +506,11 @@ def fold_performance(
             "y": y - shift,
             "y2": (y - shift) ** 2,
         }
-        if absolute is None:
+        if absolute is None and not deferred:
             losses = expected_losses(model, baseline, rows, squared=False)
             absolute = None if losses is None else losses[0]
         if absolute is not None:
-            acc.count(("dle_abs",), weights=absolute)
-            acc.count(("dle_gap2",), weights=(np.abs(err) - absolute) ** 2)
+            fold_performance_losses(acc, rows, absolute)
         per_group_stat = {
             "fair_n": None,
             "fair_err": err,
@@ -549,6 +560,14 @@ def fold_performance(
             for stat, weights in per_group_stat.items():
                 acc.count((stat, attribute, group), mask=index == i, weights=weights)
     return acc
+
+
+def fold_performance_losses(acc: Accumulator, rows: Rows, absolute: np.ndarray) -> None:
+    """DLE's cells of a regression's performance fold: the sums of its labelled rows' expected
+    absolute errors and of their squared gaps to the realised ones."""
+    assert rows.label is not None
+    acc.count(("dle_abs",), weights=absolute)
+    acc.count(("dle_gap2",), weights=(np.abs(rows.prediction - rows.label) - absolute) ** 2)
 
 
 @dataclass(frozen=True)

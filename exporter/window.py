@@ -9,12 +9,16 @@ window, and nothing is ever re-read from the store.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from exporter.baseline import Baseline, capture_references
 from exporter.config import ModelConfig, WindowConfig
 from exporter.performance.loss_memo import LossMemo
+from exporter.performance.loss_model import SMALL_BATCH, one_thread
 from exporter.report import performance_by_segment
 from exporter.rows import Rows
 from exporter.sufficient_stats import (
@@ -23,12 +27,31 @@ from exporter.sufficient_stats import (
     drift_layout,
     expected_losses,
     fold_drift,
+    fold_drift_losses,
     fold_performance,
+    fold_performance_losses,
     loss_model,
     performance_layout,
 )
 
 _NO_BUCKET = np.iinfo(np.int64).min
+
+
+@functools.cache
+def _dle_worker() -> ThreadPoolExecutor:
+    """The thread DLE's losses of large batches are predicted on (`add_predictions(defer=)`):
+    scikit-learn's trees let go of the GIL, so they run on the second core while the folding
+    thread reads and parses the next page. One for the process: refreshes fold one model at
+    a time."""
+    return ThreadPoolExecutor(1, thread_name_prefix="dle")
+
+
+def _losses_alone(model: ModelConfig, baseline: Baseline | None, rows: Rows) -> np.ndarray:
+    """`expected_losses` on one OpenMP thread: the other core is the folding thread's."""
+    with one_thread():
+        losses = expected_losses(model, baseline, rows)
+    assert losses is not None  # deferred only with loss models
+    return losses
 
 
 class BucketRing:
@@ -103,14 +126,22 @@ class ModelWindow:
         self.latency = LatencyHistogram(latency_bounds)
         # Labels read apart from their predictions take these rather than predict again.
         self.memo: LossMemo | None = LossMemo() if loss_model(model, baseline) else None
+        self._pending: Callable[[], None] | None = None  # a deferred batch (`add_predictions`)
         self.predictions_total = 0
         self.labels_total = 0
 
-    def add_predictions(self, rows: Rows, now: float, live: bool = True) -> int:
+    def add_predictions(
+        self, rows: Rows, now: float, live: bool = True, defer: bool = False
+    ) -> int:
         """Fold predictions; `live=False` (the start-up rebuild) leaves the counters alone.
 
         Rows with keys (`Rows.key`: their labels come in a stream of their own) leave their
-        expected absolute errors in the memo for those labels."""
+        expected absolute errors in the memo for those labels. `defer` (a long read's pages): a
+        batch of at least SMALL_BATCH rows has DLE's losses predicted on a worker thread while
+        the caller goes on (reads and parses the next page); its sums reach the rings with the
+        losses, at the next fold or `settle`, all of them at once, so the rings never hold a
+        batch without its DLE cells."""
+        self.settle()
         drift_ids = self.drift.bucket_of(rows.ts)
         in_drift = self.drift.is_live(drift_ids, now)
         perf_ids = self.performance.bucket_of(rows.ts)
@@ -118,27 +149,56 @@ class ModelWindow:
         labelled = in_perf & np.isfinite(rows.label) if rows.label is not None else None
         # Once for the rows both folds take (labels read together with their predictions).
         needed = in_drift.any() or (labelled is not None and labelled.any())
-        losses = expected_losses(self.model, self.baseline, rows) if needed else None
-        if self.memo is not None and rows.key is not None and losses is not None:
-            self.memo.forget_before(self.performance.current(now) - self.performance.n + 1)
-            self.memo.keep(perf_ids[in_perf], rows.key[in_perf], losses[0, in_perf])
-        if in_drift.any():
-            acc = fold_drift(
+        predicts = needed and loss_model(self.model, self.baseline) is not None
+        later = predicts and defer and len(rows) >= SMALL_BATCH
+        losses = (
+            expected_losses(self.model, self.baseline, rows) if predicts and not later else None
+        )
+        drift = (
+            fold_drift(
                 self.drift_layout,
                 self.model,
                 self.baseline,
                 rows.take(in_drift),
                 drift_ids[in_drift],
                 None if losses is None else losses[:, in_drift],
+                deferred=later,
             )
-            self.drift.add(acc.buckets, acc.matrix)
-        self.add_prediction_counts(perf_ids[in_perf], np.ones(int(in_perf.sum())))
-        if labelled is not None:  # labels read together with their predictions
-            self._fold_labelled(
-                rows.take(labelled),
+            if in_drift.any()
+            else None
+        )
+        performance = None
+        if labelled is not None and labelled.any():  # labels read together with predictions
+            labelled_rows = rows.take(labelled)
+            performance = fold_performance(
+                self.performance_layout,
+                self.model,
+                self.baseline,
+                labelled_rows,
                 perf_ids[labelled],
                 None if losses is None else losses[0, labelled],
+                deferred=later,
             )
+
+        def commit(losses: np.ndarray | None) -> None:
+            if self.memo is not None and rows.key is not None and losses is not None:
+                self.memo.forget_before(self.performance.current(now) - self.performance.n + 1)
+                self.memo.keep(perf_ids[in_perf], rows.key[in_perf], losses[0, in_perf])
+            self.add_prediction_counts(perf_ids[in_perf], np.ones(int(in_perf.sum())))
+            if drift is not None:
+                if later:
+                    fold_drift_losses(drift, losses[:, in_drift])
+                self.drift.add(drift.buckets, drift.matrix)
+            if performance is not None:
+                if later:
+                    fold_performance_losses(performance, labelled_rows, losses[0, labelled])
+                self.performance.add(performance.buckets, performance.matrix)
+
+        if later:
+            future = _dle_worker().submit(_losses_alone, self.model, self.baseline, rows)
+            self._pending = lambda: commit(future.result())
+        else:
+            commit(losses)
         kept = in_drift | in_perf
         if live:  # counters count what the window holds, never a row also counted as expired
             self.predictions_total += int(kept.sum())
@@ -147,6 +207,13 @@ class ModelWindow:
             if rows.latency is not None:
                 self.latency.observe(rows.latency[kept])
         return int((~kept).sum())  # expired: older than both windows
+
+    def settle(self) -> None:
+        """Bring a deferred batch's sums into the rings (waiting for its losses): the end of
+        a long read, before anything reads the window."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending()
 
     def add_prediction_counts(self, bucket_ids: np.ndarray, counts: np.ndarray) -> None:
         """Count predictions per performance bucket (also fed by the rebuild's GROUP BY)."""
@@ -162,6 +229,7 @@ class ModelWindow:
     def add_labels(self, rows: Rows, now: float, live: bool = True) -> tuple[int, int]:
         """Fold labels into their predictions' buckets; returns the (expired, future) counts:
         labels of predictions older than the window, or stamped later than now."""
+        self.settle()  # the memo holds the losses of every prediction folded
         perf_ids = self.performance.bucket_of(rows.ts)
         live_rows = self.performance.is_live(perf_ids, now)
         labelled = rows.take(live_rows)
@@ -196,6 +264,7 @@ class ModelWindow:
             self.performance.add(acc.buckets, acc.matrix)
 
     def totals(self, now: float) -> Totals:
+        self.settle()
         return Totals(
             self.drift_layout,
             self.drift.total(now),

@@ -266,3 +266,47 @@ def test_a_window_folds_each_rows_losses_once_as_two_separate_folds_would(baseli
     expected[totals.performance_layout["predictions",]] = len(rows)
     np.testing.assert_allclose(totals.performance, expected, rtol=1e-12)
     assert totals.drift_layout.scalar(totals.drift, "dle_abs") > 0
+
+
+def test_a_deferred_batch_reaches_the_rings_whole_and_bit_for_bit_as_folded_at_once(
+    baseline,
+) -> None:
+    """A long read's large pages have their losses predicted on the worker thread while the
+    next page is read: the rings hold nothing of such a batch until it settles, and then
+    exactly what folding it at once gives (DLE's cells included), memo and counters too."""
+    now = 1_800_000_000.0
+    pages = []
+    for seed in (10, 11):
+        rows = rows_of(
+            ad_score_batch(np.random.default_rng(seed), SMALL_BATCH + 500, "covariate_shift")
+        )
+        labels = rows.label.copy()
+        labels[::3] = np.nan  # some labelled, some not yet
+        pages.append(
+            dataclasses.replace(
+                rows,
+                ts=np.sort(np.random.default_rng(seed).uniform(now - 3000, now - 1, len(rows))),
+                label=labels,
+                key=np.arange(len(rows), dtype=np.uint64) + np.uint64(seed * 100_000),
+            )
+        )
+    at_once, deferred = (ModelWindow(MODEL, baseline, [0.1]) for _ in range(2))
+    for rows in pages:
+        at_once.add_predictions(rows, now)
+    deferred.add_predictions(pages[0], now, defer=True)
+    assert not deferred.drift.values.any() and not deferred.performance.values.any()
+    deferred.add_predictions(pages[1], now, defer=True)  # the first page lands now
+    deferred.settle()
+    for ring in ("drift", "performance"):
+        np.testing.assert_array_equal(getattr(deferred, ring).values, getattr(at_once, ring).values)
+        np.testing.assert_array_equal(getattr(deferred, ring).ids, getattr(at_once, ring).ids)
+    assert deferred.drift_layout.scalar(deferred.totals(now).drift, "dle_abs") > 0
+    keys = np.concatenate([p.key for p in pages])
+    buckets = np.concatenate([deferred.performance.bucket_of(p.ts) for p in pages])
+    np.testing.assert_array_equal(
+        deferred.memo.take(buckets, keys), at_once.memo.take(buckets, keys)
+    )
+    assert (deferred.predictions_total, deferred.labels_total) == (
+        at_once.predictions_total,
+        at_once.labels_total,
+    )

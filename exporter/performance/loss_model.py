@@ -97,6 +97,12 @@ def _threads(rows: int) -> contextlib.AbstractContextManager[Any]:
     thread-count setting is per thread): other threads do not see it."""
     if rows >= SMALL_BATCH:
         return contextlib.nullcontext()
+    return one_thread()
+
+
+def one_thread() -> contextlib.AbstractContextManager[Any]:
+    """The trees predicted on the calling thread alone, whatever the batch (within it,
+    `_threads` changes nothing: a large batch keeps the limit it finds)."""
     return _openmp().limit(limits=1, user_api="openmp")
 
 

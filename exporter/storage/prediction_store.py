@@ -529,7 +529,8 @@ class ModelSource:
         self, with_labels: bool
     ) -> tuple[sa.Table, sa.FromClause, list[sa.ColumnElement[Any]]]:
         """The predictions table, what to select from, and the columns (label included when
-        labels are read together with predictions, or `with_labels` asks for it)."""
+        labels are read together with predictions, or `with_labels` asks for it; then also a
+        label's arrival where the predictions table holds it)."""
         src = self.model.source
         table = self._table(src.table)
         columns = self._prediction_columns(table)
@@ -538,6 +539,9 @@ class ModelSource:
         if labels is not None and (with_labels or labels.arrival_column is None):
             if labels.table is None:
                 columns.append(table.c[labels.column].label(LABEL))
+                if labels.arrival_column is not None:
+                    arrival = table.c[labels.arrival_column]
+                    columns.append(self.time_format("labels").expression(arrival).label(ARRIVAL))
             else:
                 label_table = self._table(labels.table)
                 from_ = table.outerjoin(
@@ -546,6 +550,13 @@ class ModelSource:
                 )
                 columns.append(label_table.c[labels.column].label(LABEL))
         return table, from_, columns
+
+    def _arrival_format(self) -> TimeFormat | None:
+        """The time format of the label arrivals the predictions table holds, if it does."""
+        labels = self.model.source.labels
+        if labels is None or labels.table is not None or labels.arrival_column is None:
+            return None
+        return self.time_format("labels")
 
     def predictions_query(
         self, span: Span, limit: int, with_labels: bool = False
@@ -572,7 +583,10 @@ class ModelSource:
                 .limit(limit)
             )
 
-        stmt = self._statement(("predictions", time, span.shape, limit, with_labels), build)
+        arrival = self._arrival_format() if with_labels else None
+        stmt = self._statement(
+            ("predictions", time, arrival, span.shape, limit, with_labels), build
+        )
         return stmt, self._bounds(time, span)
 
     def read_predictions(
