@@ -85,6 +85,9 @@ class _Stream:
     swept_at: float | None = None  # when the sweep last advanced
     # keys of the rows the last edge check found in the window but not counted
     unseen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    # Most rows of the last read were counted already (labels taken by the prediction reads,
+    # `ModelRefresher._labels_in_predictions`): read the keys first, then only what is lacking.
+    taken: bool = True
 
     @property
     def order(self) -> str:
@@ -169,23 +172,11 @@ class ModelRefresher:
 
     @property
     def _labels_in_predictions(self) -> bool:
-        """Labels by arrival in the predictions table itself: a rebuild takes them from the
-        predictions it reads (`_admit_labels`), and the label stream's rebuild reads only its
-        keys and fetches the rows its ledger lacks."""
+        """Labels by arrival in the predictions table itself: each prediction read takes the
+        labels that arrived before it (`_admit_labels`), and the label stream reads only its
+        keys and fetches the rows its ledger lacks while that pays (`_Stream.taken`)."""
         labels = self.model.source.labels
         return labels is not None and labels.table is None and labels.arrival_column is not None
-
-    def _reads_labels(self, stream: _Stream | None) -> bool:
-        """`stream` reads as `_labels_in_predictions` says: the label stream's rebuild, or the
-        prediction stream's while the label stream's is still to come."""
-        labels = self._labels
-        return (
-            self._labels_in_predictions
-            and stream is not None
-            and stream.rebuilding
-            and labels is not None
-            and labels.rebuilding
-        )
 
     @property
     def rebuilding(self) -> bool:
@@ -393,9 +384,10 @@ class ModelRefresher:
         deadline = None if stream.rebuilding else time.monotonic() + self.settings.max_read_seconds
         limit, behind = self.settings.batch_rows, False
         span = Span(stream.start, until, after=stream.cursor)
-        # A label stream whose rows the predictions' rebuild read: its keys, then what it lacks.
-        keys_only = stream is self._labels and self._reads_labels(stream)
+        # Labels the prediction reads took: the stream's keys, then what it lacks.
+        keys_only = stream is self._labels and self._labels_in_predictions and stream.taken
         read = self.source.read_keys if keys_only else self._fetch_rows
+        seen = new = 0
         try:
             for frame in self._pages(stream, span, read, ahead=not keys_only):
                 epoch = self._order_epoch(stream, frame)
@@ -404,9 +396,10 @@ class ModelRefresher:
                     if len(timed):
                         end = float(timed.max()) + 1.0
                         page = replace(span, after=stream.cursor, before=end)
-                        self._fold_lacking(stream, page, frame, epoch, now)
+                        new += self._fold_lacking(stream, page, frame, epoch, now)
                 else:  # deferred: a page's DLE losses are predicted while the next is read
-                    self._fold(stream, frame, epoch, now, defer=True)
+                    new += self._fold(stream, frame, epoch, now, defer=True)
+                seen += len(frame)
                 stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
                 self._recovered(stream.kind)  # a long rebuild is reading the store: up
                 if len(frame) == limit and deadline is not None and time.monotonic() >= deadline:
@@ -414,6 +407,8 @@ class ModelRefresher:
                     break
         finally:  # the pages the cursor passed are in the window, whatever stopped the read
             self.window.settle()
+        if seen:
+            stream.taken = new <= seen / 2
         if behind:
             stream.lag = max(0.0, until - (stream.last_time or until))
         else:
@@ -553,7 +548,7 @@ class ModelRefresher:
         if kind == "labels":
             return self.source.read_labels(span, limit, bulk)
         return self.source.read_predictions(
-            span, limit, with_labels=self._reads_labels(self._predictions), bulk=bulk
+            span, limit, with_labels=self._labels_in_predictions, bulk=bulk
         )
 
     def _pages(
@@ -629,7 +624,7 @@ class ModelRefresher:
         """`keys`: the rows' ledger keys, which their labels find them by when those come in
         a stream of their own (`ModelWindow.memo`)."""
         assert self.window is not None
-        with_labels = ARRIVAL in frame  # a rebuild's read (`_labels_in_predictions`)
+        with_labels = ARRIVAL in frame  # labels in the predictions table: `_admit_labels`
         rows, rejected = parse_rows(
             frame,
             self.model,
@@ -644,10 +639,10 @@ class ModelRefresher:
 
     def _admit_labels(self, frame: pd.DataFrame, keys: np.ndarray, rows: Rows, now: float) -> Rows:
         """`rows` (parsed from `frame`, whose prediction keys are `keys`) with the labels they
-        fold with: those the label stream's rebuild would read and count with these
-        predictions (valid, arrived in its span, their prediction in the performance window),
-        admitted to its ledger now. The rest are NaN here and left to that stream, which
-        fetches what its ledger lacks and counts it, rejections included, as it always has."""
+        fold with: those the label stream would read and count with these predictions (valid,
+        arrived inside its window by the read's end, their prediction in the performance
+        window), admitted to its ledger now. The rest are NaN here and left to that stream,
+        which counts them, rejections included, as it always has."""
         assert self._labels is not None and self.window is not None and rows.key is not None
         arrival = self.source.time_format("labels").to_epoch(frame[ARRIVAL])
         at = _positions(keys, rows.key)
@@ -655,7 +650,7 @@ class ModelRefresher:
         ring = self.window.performance
         take = (
             np.isfinite(rows.label)
-            & (arrival >= self._labels.start)
+            & (arrival >= self._retention_start("labels", now))
             & (arrival <= now - self.settings.read_lag)
             & ring.is_live(ring.bucket_of(rows.ts), now)
         )

@@ -93,43 +93,51 @@ def _fill(engine: sa.Engine, performance_buckets: int) -> int:
     return sum(1 for r in rows if r["labeled_at"] is not None and start <= r["labeled_at"] <= until)
 
 
-def _state(service: MonitorService) -> dict:
-    refresher = service.refreshers["same"]
-    window = refresher.window
-    totals = window.totals(service.refreshers["same"].clock())
+class _WholeReads(ModelRefresher):
+    """The route before: the label stream reads every label row whole."""
+
+    _labels_in_predictions = property(lambda self: False)  # type: ignore[assignment]
+
+
+def _state(refresher: ModelRefresher) -> dict:
+    totals = refresher.window.totals(refresher.clock())
     return {
         "drift": totals.drift,
         "performance": totals.performance,
         "rejected": dict(+refresher.status.rejected),
+        "late": dict(+refresher.status.late_rows),
         "ledgers": (len(refresher._predictions.ledger), len(refresher._labels.ledger)),
         "cursors": (refresher._predictions.cursor, refresher._labels.cursor),
         "window_predictions": refresher.report.window_predictions,
         "labelled": refresher.report.window_labeled,
+        "labels_total": refresher.window.labels_total,
     }
 
 
-def _run(config, read_labels: list[int]) -> list[dict]:
-    """A new exporter's rebuild at T0, then a refresh five minutes on (more labels arrived);
-    the rows `read_labels` returned in the rebuild are appended to `read_labels`."""
-    clock = Clock(T0)
-    service = MonitorService(config, clock=clock)
-    source = service.refreshers["same"].source
-    plain = source.read_labels
-
-    def counted(*args, **kwargs):
-        frame = plain(*args, **kwargs)
-        read_labels.append(len(frame))
-        return frame
-
-    source.read_labels = counted
-    service.start_warmup().join()
-    rebuilt = _state(service)
-    source.read_labels = plain
-    clock.advance(300)
-    service.refreshers["same"].refresh()
-    states = [rebuilt, _state(service)]
-    service.engine.dispose()
-    return states
+def _label_later(engine: sa.Engine) -> None:
+    """After T0: new predictions logged with their labels, and labels for older predictions."""
+    table = sa.Table("same_predictions", sa.MetaData(), autoload_with=engine)
+    rng = np.random.default_rng(6)
+    d = regression_rows(rng, 300)
+    ts = np.sort(rng.uniform(T0 + 5, T0 + 250, 300))
+    rows = [
+        {
+            "prediction_id": f"new{i}",
+            "created_at": _utc(ts[i]),
+            "prediction": float(d["prediction"][i]),
+            "x1": float(d["x1"][i]),
+            "x2": float(d["x2"][i]),
+            "color": str(d["color"][i]),
+            "tier": str(d["tier"][i]),
+            "actual": float(d["actual"][i]) if i % 10 else None,  # some not valid
+            "labeled_at": _utc(ts[i]),
+        }
+        for i in range(300)
+    ]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+        unlabelled = table.c.labeled_at.is_(None) & table.c.prediction_id.like("live%")
+        conn.execute(table.update().where(unlabelled).values(actual=1.5, labeled_at=_utc(T0 + 120)))
 
 
 @pytest.mark.parametrize(
@@ -137,8 +145,8 @@ def _run(config, read_labels: list[int]) -> list[dict]:
     [("10m", "20m"), ("20m", "10m")],  # the performance window longer, or the drift window
     ids=["performance-longer", "drift-longer"],
 )
-def test_a_rebuild_with_labels_from_its_predictions_equals_the_label_stream_read_whole(
-    store_url: str, monkeypatch: pytest.MonkeyPatch, windows: tuple[str, str]
+def test_labels_taken_from_their_predictions_count_as_the_label_stream_read_whole(
+    store_url: str, windows: tuple[str, str]
 ) -> None:
     drift, performance = windows
     model = MODEL | {
@@ -148,22 +156,50 @@ def test_a_rebuild_with_labels_from_its_predictions_equals_the_label_stream_read
     config = make_config(store_url, models=[model], batch_rows=200)
     engine = sa.create_engine(store_url)
     in_span = _fill(engine, config.models[0].performance_window.buckets)
-    engine.dispose()
     capture(config, "same", T0 - 7200, T0 - 3600, command="test")
-    fast_reads: list[int] = []
-    fast = _run(config, fast_reads)
-    monkeypatch.setattr(ModelRefresher, "_labels_in_predictions", property(lambda _: False))
-    whole_reads: list[int] = []
-    whole = _run(config, whole_reads)
-    assert sum(whole_reads) == in_span  # the route before: every label row of the span read
+    clock = Clock(T0)
+    routes = {
+        "taken": MonitorService(config, clock=clock),
+        "whole": MonitorService(config, clock=clock),
+    }
+    refreshers = {name: service.refreshers["same"] for name, service in routes.items()}
+    refreshers["whole"].__class__ = _WholeReads
+    reads: dict[str, list[int]] = {name: [] for name in routes}
+    for name, refresher in refreshers.items():
+        plain = refresher.source.read_labels
+
+        def counted(*args, plain=plain, out=reads[name], **kwargs):
+            frame = plain(*args, **kwargs)
+            out.append(len(frame))
+            return frame
+
+        refresher.source.read_labels = counted
+    states: dict[str, list[dict]] = {name: [] for name in routes}
+    for name, service in routes.items():  # the rebuild at T0
+        service.start_warmup().join()
+        states[name].append(_state(refreshers[name]))
+    rebuilt = {name: sum(r) for name, r in reads.items()}
+    assert rebuilt["whole"] == in_span  # the route before: every label row of the span read
     # Only the labels no prediction read could take: invalid, of rejected, untimed or expired
     # predictions, of predictions before the drift window (a third of the span's at most).
-    assert 0 < sum(fast_reads) < 0.5 * in_span, (fast_reads, in_span)
-    for got, want in zip(fast, whole, strict=True):
+    assert 0 < rebuilt["taken"] < 0.5 * in_span, (rebuilt, in_span)
+    _label_later(engine)
+    engine.dispose()
+    for step in (300, 60, 60):  # live: labels with their predictions, labels later
+        clock.advance(step)
+        for name, refresher in refreshers.items():
+            refresher.refresh()
+            states[name].append(_state(refresher))
+    for got, want in zip(states["taken"], states["whole"], strict=True):
         np.testing.assert_allclose(got.pop("drift"), want.pop("drift"), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(
             got.pop("performance"), want.pop("performance"), rtol=1e-9, atol=1e-9
         )
         assert got == want
-    assert fast[0]["rejected"].keys() >= {"invalid_label", "invalid_prediction", "expired"}
-    assert fast[0]["labelled"] > 100
+    first = states["whole"][0]
+    assert first["rejected"].keys() >= {"invalid_label", "invalid_prediction", "expired"}
+    assert first["labelled"] > 100 and states["whole"][1]["labels_total"] > 200
+    live = {name: sum(r) - rebuilt[name] for name, r in reads.items()}
+    assert live["taken"] < live["whole"], live  # the labels logged with predictions not read again
+    for service in routes.values():
+        service.engine.dispose()
