@@ -175,8 +175,7 @@ class ModelRefresher:
         """Labels by arrival in the predictions table itself: each prediction read takes the
         labels that arrived before it (`_admit_labels`), and the label stream reads only its
         keys and fetches the rows its ledger lacks while that pays (`_Stream.taken`)."""
-        labels = self.model.source.labels
-        return labels is not None and labels.table is None and labels.arrival_column is not None
+        return self.source.labels_in_predictions
 
     @property
     def rebuilding(self) -> bool:

@@ -539,7 +539,7 @@ class ModelSource:
         if labels is not None and (with_labels or labels.arrival_column is None):
             if labels.table is None:
                 columns.append(table.c[labels.column].label(LABEL))
-                if labels.arrival_column is not None:
+                if self.labels_in_predictions:
                     arrival = table.c[labels.arrival_column]
                     columns.append(self.time_format("labels").expression(arrival).label(ARRIVAL))
             else:
@@ -551,12 +551,11 @@ class ModelSource:
                 columns.append(label_table.c[labels.column].label(LABEL))
         return table, from_, columns
 
-    def _arrival_format(self) -> TimeFormat | None:
-        """The time format of the label arrivals the predictions table holds, if it does."""
+    @property
+    def labels_in_predictions(self) -> bool:
+        """Labels by arrival in the predictions table itself (no label table of their own)."""
         labels = self.model.source.labels
-        if labels is None or labels.table is not None or labels.arrival_column is None:
-            return None
-        return self.time_format("labels")
+        return labels is not None and labels.table is None and labels.arrival_column is not None
 
     def predictions_query(
         self, span: Span, limit: int, with_labels: bool = False
@@ -583,7 +582,7 @@ class ModelSource:
                 .limit(limit)
             )
 
-        arrival = self._arrival_format() if with_labels else None
+        arrival = self.time_format("labels") if with_labels and self.labels_in_predictions else None
         stmt = self._statement(
             ("predictions", time, arrival, span.shape, limit, with_labels), build
         )
