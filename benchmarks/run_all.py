@@ -151,6 +151,8 @@ def main() -> None:
         outputs[f"ingest@{store}"] = run(f"ingest@{store}", backlog, pg)
         cold = ["--rows", "20000", "--runs", "1"] if quick else []
         outputs[f"cold_start@{store}"] = run(f"cold_start@{store}", cold, pg)
+        pushed = ["--rows", "2000"] if quick else []
+        outputs[f"push_down@{store}"] = run(f"push_down@{store}", pushed, pg)
     outputs["batch_api"] = run("batch_api", ["--sizes", "20000"] if quick else [])
     for name, args in (
         ("exposition", ["--scrapes", "20"] if quick else []),

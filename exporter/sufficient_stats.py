@@ -294,7 +294,7 @@ def selected(model: ModelConfig, rows: Rows) -> np.ndarray | None:
     return None if cutoff is None else rows.prediction >= cutoff
 
 
-def _group_index(values: np.ndarray, groups: list[str]) -> np.ndarray:
+def group_index(values: np.ndarray, groups: list[str]) -> np.ndarray:
     """Index of each row's group in `groups`; rows of unlisted groups go to the last ("other")."""
     index = {g: i for i, g in enumerate(groups[:-1])}
     return per_value(values, lambda v: index.get(v, len(groups) - 1), int)
@@ -453,7 +453,7 @@ def fold_drift(
         _fold_with_baseline(acc, model, baseline, rows, output, losses, deferred)
     chosen = selected(model, rows)
     for attribute, groups in model_groups(model, baseline).fairness.items():
-        index = _group_index(rows.attributes[attribute], groups)
+        index = group_index(rows.attributes[attribute], groups)
         for i, group in enumerate(groups):
             mask = index == i
             acc.count(("fair_n", attribute, group), mask=mask)
@@ -471,7 +471,7 @@ def groups_of_rows(
     yield ALL, None
     for column, names in groups.segments.items():
         values = baseline.segments[column] if baseline is not None else ()
-        index = _group_index(rows.segments[column], [*values, OTHER])
+        index = group_index(rows.segments[column], [*values, OTHER])
         for i, name in enumerate(names):
             yield name, index == i
     for item in groups.slices:
@@ -555,7 +555,7 @@ def fold_performance(
             acc.count(("score_pos", group), bins, mask=in_group & positive)
             acc.count(("score_neg", group), bins, mask=in_group & ~positive)
     for attribute, names in groups.fairness.items():
-        index = _group_index(rows.attributes[attribute], names)
+        index = group_index(rows.attributes[attribute], names)
         for i, group in enumerate(names):
             for stat, weights in per_group_stat.items():
                 acc.count((stat, attribute, group), mask=index == i, weights=weights)

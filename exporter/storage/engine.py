@@ -147,6 +147,24 @@ def autocommit(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection whose statements all see the same committed rows, for reads that must
+    agree with each other (sums and the keys they cover): one transaction, repeatable read on
+    PostgreSQL (its snapshot is taken by the first statement). pysqlite begins no transaction
+    for a read, so SQLite's is begun by hand; in WAL mode it keeps its snapshot to the end.
+    Rolled back: it only reads."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        elif engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
 def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:
     """An engine with connect, statement and lock-wait timeouts (see the module docstring)."""
     timeouts = timeouts or StoreTimeouts()

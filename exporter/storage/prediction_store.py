@@ -588,6 +588,24 @@ class ModelSource:
         )
         return stmt, self._bounds(time, span)
 
+    def predictions_in(
+        self, span: Span, width: int
+    ) -> tuple[sa.Table, list[sa.ColumnElement[bool]], dict[str, Any], sa.ColumnElement[Any]]:
+        """The predictions table, the WHERE terms of `span` (this model's rows, the index range
+        of a read) with their values, and the key its rows group by into buckets of `width`
+        seconds (`TimeFormat.bucket_key`): what a statement that sums a read's rows in the
+        database needs (storage/push_down.py)."""
+        src = self.model.source
+        time = self.time_format("predictions")
+        table = self._table(src.table)
+        column = table.c[src.timestamp_column]
+        where = [
+            *self._model_filter(table),
+            *self._range(time.expression(column), table.c[src.id_column], span.shape),
+        ]
+        bucket = time.bucket_key(column, width, self.engine.dialect.name)
+        return table, where, self._bounds(time, span), bucket
+
     def read_predictions(
         self, span: Span, limit: int, with_labels: bool = False, bulk: bool = False
     ) -> pd.DataFrame:

@@ -1,0 +1,396 @@
+"""Drift sums computed by the database itself: the push-down route of issue 11.
+
+Every drift statistic of a bucket is a sum (`sufficient_stats`), so the database that holds the
+predictions can compute it with `GROUP BY bucket` and send only the sums: on an analytical
+engine the scan then runs where the data is and in its own parallel, columnar way, and a window
+of any size costs the exporter a few thousand numbers. The statements are built by SQLAlchemy
+from the model's mapping (identifiers quoted, values bound), one dialect-neutral form for
+SQLite, PostgreSQL and DuckDB:
+
+- the counts and sums of each bucket: accepted and rejected rows, per numeric feature its
+  missing, wrong-typed and out-of-range values and the sums under and over the baseline's
+  range, the output's tail sums, and the correlation sums of the complete rows;
+- the fine bins of each numeric feature and of the output, by a binary search over the
+  baseline's edges written as nested `CASE` (seven comparisons a value for 100 bins);
+- the rows per stored value of each categorical feature and protected attribute (with the
+  output sums fairness needs), which are then named and binned in Python exactly as the row
+  fold names them (`rows.category_column`), once per distinct value.
+
+What the route cannot do is said by `unsupported`: DLE's expected losses are tree predictions,
+CBPE's are an interpolated calibration map and the multivariate error a projection, per row
+and in Python, so models with them are folded from rows. Rows SQL cannot vouch for (on SQLite:
+text in a numeric column, a text time its date functions read otherwise than Python) are left
+out of the sums and their ids returned, for the caller to fold as rows: the route's buckets are the row fold's, to rounding
+(`tests/test_push_down.py`, on SQLite, PostgreSQL and DuckDB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from exporter.baseline import Baseline, CategoricalReference, NumericReference
+from exporter.config import ModelConfig
+from exporter.rows import category_column, present
+from exporter.storage.engine import snapshot
+from exporter.storage.prediction_store import ModelSource, Span
+from exporter.storage.time_format import TimeFormat
+from exporter.sufficient_stats import (
+    PREDICTION,
+    Layout,
+    estimates,
+    group_index,
+    loss_model,
+    model_groups,
+    multivariate,
+)
+
+INF = float("inf")
+
+
+def unsupported(model: ModelConfig, baseline: Baseline | None) -> str | None:
+    """Why the model's drift sums cannot all be computed by the database, or None."""
+    if loss_model(model, baseline) is not None:
+        return "DLE's expected losses are tree predictions per row (estimation.enabled)"
+    if estimates(model, baseline):
+        return "CBPE's expected cells need the calibration map per row (estimation.enabled)"
+    if multivariate(model, baseline) is not None:
+        return "the multivariate error is a projection per row (multivariate.enabled)"
+    return None
+
+
+@dataclass(frozen=True)
+class BucketSums:
+    """What the database summed over a span: the drift vector of each bucket, the rows it
+    rejected by reason, and the ids of the rows it left to the exporter (see the module)."""
+
+    buckets: np.ndarray
+    matrix: np.ndarray  # buckets x layout.size
+    rejected: dict[str, int]
+    left_ids: list[Any]
+
+
+def _finite(v: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """Neither NULL, NaN nor infinite: NaN sorts above +inf in PostgreSQL and DuckDB, and
+    SQLite stores no NaN, so two comparisons say it on every dialect."""
+    return sa.and_(v > _value(-INF), v < _value(INF))
+
+
+def _value(x: float) -> sa.BindParameter[Any]:
+    return sa.bindparam(None, float(x), type_=sa.Double())
+
+
+def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    """1 where `condition` holds, else 0 (NULL included)."""
+    return sa.case((condition, 1), else_=0)
+
+
+def _where(condition: sa.ColumnElement[bool], value: Any) -> sa.ColumnElement[Any]:
+    """`value` where `condition` holds, else 0."""
+    return sa.case((condition, value), else_=0.0)
+
+
+def _rank(v: sa.ColumnElement[Any], edges: np.ndarray, lo: int, hi: int) -> Any:
+    """How many of `edges[lo:hi]` are <= v, given that those before lo are: a binary search
+    as nested CASE (numpy.searchsorted(edges, v, side="right") for lo=0, hi=len)."""
+    if lo == hi:
+        return sa.literal(lo)
+    mid = (lo + hi) // 2
+    return sa.case(
+        (v >= _value(edges[mid]), _rank(v, edges, mid + 1, hi)), else_=_rank(v, edges, lo, mid)
+    )
+
+
+def fine_bin(v: sa.ColumnElement[Any], ref: NumericReference) -> sa.ColumnElement[Any]:
+    """`NumericReference.bin` of a finite value, in SQL."""
+    edges = ref.edges
+    return sa.case(
+        (v < _value(edges[0]), 0),
+        (v > _value(edges[-1]), len(edges)),
+        else_=1 + _rank(v, edges[1:-1], 0, len(edges) - 2),
+    )
+
+
+def _sqlite_text_bucket(
+    time: TimeFormat, column: sa.ColumnElement[Any], width: int
+) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]:
+    """The bucket number of a SQLite text time, and the rows whose text it cannot vouch for.
+    Grouping by the whole-second prefix (`TimeFormat.bucket_key`) would make a group per
+    second and feature; SQLite's date functions read the prefix exactly, but they also take
+    what Python does not (2027-02-30 is 2 March to them), another layout, another offset. So
+    the bucket is computed only for text whose prefix reads back unchanged and whose rest is
+    the layout's (fraction digits, then its offset); any other row is left to the row fold."""
+    assert time.layout is not None
+    text = time.expression(column)
+    prefix = sa.func.substr(text, 1, 19)
+    offset = time.layout.offset
+    canonical = sa.func.strftime("%Y-%m-%d %H:%M:%S", prefix) == sa.func.replace(prefix, "T", " ")
+    rest = sa.func.substr(text, 20, sa.func.length(text) - 19 - len(offset))
+    exact = sa.and_(
+        canonical,
+        sa.func.substr(text, -len(offset)) == offset if offset else sa.true(),
+        sa.func.length(text) >= 19 + len(offset),
+        sa.not_(rest.op("GLOB")("*[^.0-9]*")),
+    )
+    seconds = sa.cast(sa.func.strftime("%s", prefix), sa.Integer)
+    shift = int(time.layout.utc_offset.total_seconds())
+    return (seconds - shift) // width, sa.not_(sa.func.coalesce(exact, sa.false()))
+
+
+class _Query:
+    """What every statement of one model and span shares: its table, range and bucket key,
+    and the model's columns as doubles (what the row fold makes of them). Each statement
+    computes its per-row terms in a subquery under names of its own and groups by those, so no
+    column of the user's table can shadow them."""
+
+    def __init__(self, source: ModelSource, span: Span, width: int) -> None:
+        model = source.model
+        self.model = model
+        self.table, self.where, self.params, self.bucket = source.predictions_in(span, width)
+        src = model.source
+        column = self.table.c
+        time = source.time_format("predictions")
+        self.buckets = partial(time.buckets, width=width)  # bucket numbers of bucket keys
+        untyped: list[sa.ColumnElement[bool]] = []
+        if source.engine.dialect.name == "sqlite" and time.kind == "text":
+            self.bucket, inexact = _sqlite_text_bucket(time, column[src.timestamp_column], width)
+            self.buckets = partial(np.asarray, dtype=np.int64)
+            untyped.append(inexact)
+        self.id = column[src.id_column]
+        self.prediction = sa.cast(column[src.prediction_column], sa.Double())
+        self.score = sa.cast(column[src.score_column], sa.Double()) if src.score_column else None
+        self.output = self.score if self.score is not None else self.prediction
+        self.numeric = {
+            n: sa.cast(column[model.feature_column(n)], sa.Double()) for n in model.numeric_features
+        }
+        # SQLite keeps any value in any column: a row with text in a numeric column is typed by
+        # the row fold (pandas' to_numeric), so the sums leave it to the caller.
+        raw = [column[src.prediction_column]]
+        raw += [column[model.feature_column(n)] for n in model.numeric_features]
+        if src.score_column:
+            raw.append(column[src.score_column])
+        if source.engine.dialect.name == "sqlite":
+            kinds = ("integer", "real", "null")
+            untyped += [sa.func.typeof(c).not_in(kinds) for c in raw]
+        self.untyped = sa.or_(*untyped) if untyped else None
+        accepted = [_finite(self.prediction)]  # as rows.parse_rows accepts a prediction
+        if self.score is not None:
+            accepted += [_finite(self.score), self.score >= _value(0), self.score <= _value(1)]
+        if model.kind == "binary_classification":
+            accepted.append(self.prediction.in_([_value(0), _value(1)]))
+        self.accepted = sa.and_(*accepted)
+
+    def grouped(
+        self,
+        keys: list[sa.ColumnElement[Any]],
+        sums: list[sa.ColumnElement[Any]],
+        accepted: bool = True,
+    ) -> sa.Select[Any]:
+        """Per bucket and `keys`: the row count and the sum of each of `sums` over the span's
+        typed rows (the accepted ones, unless not `accepted`). Columns: bucket, keys, n, sums."""
+        where = list(self.where)
+        if self.untyped is not None:
+            where.append(sa.not_(self.untyped))
+        if accepted:
+            where.append(self.accepted)
+        terms = [self.bucket.label("mm_bucket")]
+        terms += [k.label(f"mm_k{i}") for i, k in enumerate(keys)]
+        terms += [s.label(f"mm_s{i}") for i, s in enumerate(sums)]
+        rows = sa.select(*terms).select_from(self.table).where(*where).subquery("mm_rows")
+        by = [rows.c.mm_bucket, *(rows.c[f"mm_k{i}"] for i in range(len(keys)))]
+        return sa.select(
+            *by, sa.func.count(), *(sa.func.sum(rows.c[f"mm_s{i}"]) for i in range(len(sums)))
+        ).group_by(*by)
+
+    def left_ids(self) -> sa.Select[Any] | None:
+        """The ids of the rows the sums leave to the row fold, if any can be."""
+        if self.untyped is None:
+            return None
+        return sa.select(self.id).select_from(self.table).where(*self.where, self.untyped)
+
+
+class _Cells:
+    """Values for cells of a layout by bucket key, added up into one matrix at the end."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.keys: list[Any] = []
+        self.cells: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def add(self, keys: list[Any], cell: np.ndarray | int, values: Any) -> None:
+        self.keys.extend(keys)
+        self.cells.append(np.broadcast_to(np.asarray(cell, dtype=np.intp), (len(keys),)))
+        self.values.append(np.broadcast_to(np.asarray(values, dtype=float), (len(keys),)))
+
+    def matrix(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bucket ids and their vectors; `buckets` are the ids of `keys` (-1: dropped)."""
+        cells = np.concatenate([np.zeros(0, np.intp), *self.cells])
+        values = np.concatenate([np.zeros(0), *self.values])
+        timed = buckets >= 0
+        ids, row = np.unique(buckets[timed], return_inverse=True)
+        matrix = np.zeros((len(ids), self.layout.size))
+        np.add.at(matrix, (row, cells[timed]), values[timed])
+        return ids, matrix
+
+
+def _scalar_sums(
+    q: _Query, layout: Layout, baseline: Baseline | None
+) -> list[tuple[int, sa.ColumnElement[Any]]]:
+    """The layout cell and per-row term of every count and sum that is one number a bucket."""
+    model = q.model
+    cells: list[tuple[int, sa.ColumnElement[Any]]] = []
+
+    def add(key: tuple[str, ...], term: sa.ColumnElement[Any], offset: int = 0) -> None:
+        cells.append((layout[key].start + offset, term))
+
+    for name, v in q.numeric.items():
+        add(("missing", name), _flag(sa.or_(v.is_(None), v > _value(INF))))
+        add(("type_error", name), _flag(v.in_([_value(INF), _value(-INF)])))
+        ref = baseline.features[name] if baseline is not None else None
+        ref = ref if isinstance(ref, NumericReference) else None
+        valid = model.features[name].valid_range or (
+            None if ref is None else (float(ref.edges[0]), float(ref.edges[-1]))
+        )
+        if valid is not None:
+            outside = sa.or_(v < _value(valid[0]), v > _value(valid[1]))
+            add(("out_of_range", name), _flag(sa.and_(_finite(v), outside)))
+        if ref is not None:
+            add(("below_sum", name), _where(sa.and_(_finite(v), v < _value(ref.edges[0])), v))
+            add(("above_sum", name), _where(sa.and_(_finite(v), v > _value(ref.edges[-1])), v))
+    if baseline is not None:
+        ref = baseline.prediction
+        add(("below_sum", PREDICTION), _where(q.output < _value(ref.edges[0]), q.output))
+        add(("above_sum", PREDICTION), _where(q.output > _value(ref.edges[-1]), q.output))
+    if ("corr_n",) in layout:
+        assert baseline is not None
+        names = model.numeric_features
+        complete = sa.and_(*(_finite(q.numeric[n]) for n in names))
+        x = [q.numeric[n] - _value(baseline.features[n].mean) for n in names]
+        add(("corr_n",), _flag(complete))
+        for i in range(len(names)):
+            add(("corr_sum",), _where(complete, x[i]), i)
+            for j in range(i, len(names)):
+                add(("corr_cross",), _where(complete, x[i] * x[j]), i * len(names) + j)
+    return cells
+
+
+def _add_scalars(
+    conn: sa.Connection, q: _Query, layout: Layout, baseline: Baseline | None, cells: _Cells
+) -> tuple[list[Any], np.ndarray]:
+    """Each bucket's counts and sums into `cells`; the bucket key, acceptance (1/0) and row
+    count of every group."""
+    sums = _scalar_sums(q, layout, baseline)
+    rows = conn.execute(q.grouped([_flag(q.accepted)], [t for _, t in sums], False), q.params)
+    rows = rows.all()
+    ok = [r for r in rows if r[1] == 1]
+    keys = [r[0] for r in ok]
+    cells.add(keys, layout["rows",].start, [r[2] for r in ok])
+    for i, (cell, _) in enumerate(sums):
+        cells.add(keys, cell, [r[3 + i] or 0.0 for r in ok])
+    if ("corr_cross",) in layout:  # the sums above the diagonal, mirrored below it
+        k = len(q.model.numeric_features)
+        start = layout["corr_cross",].start
+        for i in range(k):
+            for j in range(i + 1, k):
+                upper = [c for c, _ in sums].index(start + i * k + j)
+                cells.add(keys, start + j * k + i, [r[3 + upper] or 0.0 for r in ok])
+    return [r[0] for r in rows], np.array([(r[1], r[2]) for r in rows], dtype=np.int64)
+
+
+def _add_bins(
+    conn: sa.Connection, q: _Query, layout: Layout, baseline: Baseline, cells: _Cells
+) -> None:
+    """Rows per bucket and fine bin of each binned numeric feature and of the output, one
+    `UNION ALL` part each (a columnar engine reads one column a part)."""
+    binned = [
+        (n, v, r)
+        for n, v in q.numeric.items()
+        if isinstance(r := baseline.features[n], NumericReference)
+    ]
+    binned.append((PREDICTION, q.output, baseline.prediction))
+    parts = []
+    for j, (_, v, ref) in enumerate(binned):
+        part = sa.case((_finite(v), fine_bin(v, ref)), else_=-1)
+        parts.append(q.grouped([sa.literal(j), part], []))
+    stmt = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+    rows = [r for r in conn.execute(stmt, q.params).all() if r[2] >= 0]
+    starts = np.array([layout["bins", n].start for n, _, _ in binned], dtype=np.intp)
+    part = np.array([r[1] for r in rows], dtype=np.intp)
+    fine = np.array([r[2] for r in rows], dtype=np.intp)
+    cells.add([r[0] for r in rows], starts[part] + fine, [r[3] for r in rows])
+
+
+def _add_categories(
+    conn: sa.Connection, q: _Query, layout: Layout, baseline: Baseline | None, cells: _Cells
+) -> None:
+    """Rows per bucket and stored value of each categorical feature, and of each protected
+    attribute with the sums of the output; the values are named as the row fold names them
+    (`category_column`), once each."""
+    model = q.model
+    column = q.table.c
+    for name in model.categorical_features:
+        rows = conn.execute(q.grouped([column[model.feature_column(name)]], []), q.params).all()
+        keys, n, names = _named(rows)
+        has = present(names)
+        cells.add(keys, layout["missing", name].start, n * ~has)
+        ref = baseline.features[name] if baseline is not None else None
+        if isinstance(ref, CategoricalReference):
+            cells.add(keys, layout["new_category", name].start, n * (has & ref.is_new(names)))
+            cells.add(keys, layout["bins", name].start + ref.bin(names), n * has)
+    threshold = model.performance.classification_threshold
+    cutoff = model.fairness.regression_cutoff
+    if model.kind == "binary_classification":
+        chosen = q.output >= _value(threshold)
+    else:
+        chosen = None if cutoff is None else q.prediction >= _value(cutoff)
+    stats = ["fair_output", "fair_output2"] + ([] if chosen is None else ["fair_selected"])
+    terms = [q.output, q.output * q.output] + ([] if chosen is None else [_flag(chosen)])
+    for attribute, groups in model_groups(model, baseline).fairness.items():
+        rows = conn.execute(q.grouped([column[attribute]], terms), q.params).all()
+        keys, n, names = _named(rows)
+        index = group_index(names, groups)
+        for i, stat in enumerate(["fair_n", *stats]):
+            starts = np.array([layout[stat, attribute, g].start for g in groups], dtype=np.intp)
+            values = n if i == 0 else np.array([r[2 + i] or 0.0 for r in rows], dtype=float)
+            cells.add(keys, starts[index], values)
+
+
+def _named(rows: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Bucket keys, counts and category names of (bucket, value, n, ...) rows."""
+    names = category_column(pd.Series([r[1] for r in rows], dtype=object))
+    return [r[0] for r in rows], np.array([r[2] for r in rows], dtype=float), names
+
+
+def drift_sums(
+    source: ModelSource, layout: Layout, baseline: Baseline | None, width: int, span: Span
+) -> BucketSums:
+    """The drift vector of every bucket of `width` seconds with rows in `span`, summed by the
+    database in one snapshot (all its statements see the same rows), in `layout`."""
+    model = source.model
+    reason = unsupported(model, baseline)
+    if reason is not None:
+        raise ValueError(f"model {model.model_id}: drift sums need rows: {reason}")
+    q = _Query(source, span, width)
+    cells = _Cells(layout)
+    with snapshot(source.engine) as conn:
+        keys, groups = _add_scalars(conn, q, layout, baseline, cells)
+        if baseline is not None:
+            _add_bins(conn, q, layout, baseline, cells)
+        _add_categories(conn, q, layout, baseline, cells)
+        left = q.left_ids()
+        left_ids = [] if left is None else list(conn.execute(left, q.params).scalars())
+    ids, matrix = cells.matrix(q.buckets(cells.keys))
+    timed = q.buckets(keys) >= 0
+    ok, n = groups.reshape(-1, 2).T
+    rejected = {
+        # a text time whose second is no time at all: as parse_rows, not a bad prediction
+        "invalid_timestamp": int(n[~timed].sum()),
+        "invalid_prediction": int(n[timed & (ok == 0)].sum()),
+    }
+    return BucketSums(ids, matrix, rejected, left_ids)

@@ -1,0 +1,297 @@
+"""The push-down route (storage/push_down.py) against the row fold, on SQLite, PostgreSQL and
+DuckDB: the database's sums of every bucket equal `sufficient_stats.fold_drift` of the same
+rows read and parsed by the exporter, rejections and the rows left to the fold included, on
+data built to hit every edge: values on the baseline's bin edges and beyond its range, NULL,
+NaN and infinities, text in numeric columns (SQLite), integer columns, category values equal to
+the exporter's own label values, new categories, invalid predictions, another model's rows in
+a shared table, and epoch, timestamp and text time columns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.baseline import NumericReference
+from exporter.config import parse_config
+from exporter.rows import Rejections, parse_rows
+from exporter.storage.engine import create_engine
+from exporter.storage.prediction_store import ID, TS, ModelSource, Span
+from exporter.storage.push_down import drift_sums, fine_bin, unsupported
+from exporter.sufficient_stats import drift_layout, fold_drift
+from exporter.window import capture_baseline
+
+T = 1_800_000_000.0  # the live rows' first minute
+WIDTH = 60
+LIVE = 1800.0  # seconds of live rows: 30 buckets
+
+
+def _model(kind: str, time_kind: str) -> Any:
+    model: dict[str, Any] = {
+        "model_id": "m",
+        "kind": kind,
+        "source": {"table": "preds", "model_column": "model_name"},
+        "features": {
+            "x1": {"type": "numeric", "valid_range": [-2, 2]},
+            "x2": "numeric",
+            "n3": "numeric",
+            "color": "categorical",
+            "code": "categorical",
+        },
+        "protected_attributes": ["tier"],
+        "estimation": {"enabled": False},
+        "multivariate": {"enabled": False},
+        "drift_window": {"length": "1h", "bucket": "1m"},
+    }
+    if kind == "binary_classification":
+        model["source"]["score_column"] = "score"
+    else:
+        model["fairness"] = {"regression_cutoff": 0.5}
+    return parse_config({"store": {"url": "sqlite://"}, "models": [model]}).models[0]
+
+
+def _table(time_kind: str) -> sa.Table:
+    time_type = {
+        "epoch": sa.Float(),
+        "datetime": sa.DateTime(timezone=True),
+        "text": sa.String(),
+    }[time_kind]
+    return sa.Table(
+        "preds",
+        sa.MetaData(),
+        sa.Column("prediction_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("model_name", sa.String),
+        sa.Column("created_at", time_type),
+        sa.Column("prediction", sa.Float),
+        sa.Column("score", sa.Float),
+        sa.Column("x1", sa.Float),
+        sa.Column("x2", sa.Float),
+        sa.Column("n3", sa.Integer),
+        sa.Column("color", sa.String),
+        sa.Column("code", sa.Integer),
+        sa.Column("tier", sa.String),
+        sa.Index("preds_time", "created_at", "prediction_id"),
+    )
+
+
+def _time(time_kind: str, epoch: float) -> Any:
+    if time_kind == "epoch":
+        return epoch
+    at = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return at if time_kind == "datetime" else at.isoformat(sep=" ")
+
+
+def _rows(rng: np.random.Generator, kind: str, start: float, n: int, first_id: int) -> pd.DataFrame:
+    """Clean rows of model m, a second apart on average, from `start`."""
+    x1 = rng.normal(0, 1, n)
+    score = 1 / (1 + np.exp(-x1))
+    return pd.DataFrame(
+        {
+            "prediction_id": np.arange(first_id, first_id + n),
+            "model_name": "m",
+            "created_at": np.sort(rng.uniform(start, start + n, n)),
+            "prediction": (score > 0.5).astype(float) if kind != "regression" else x1 * 2,
+            "score": score,
+            "x1": x1,
+            "x2": rng.exponential(2.0, n),
+            "n3": rng.integers(0, 10, n).astype(object),
+            "color": rng.choice(["red", "green", "blue"], n).astype(object),
+            "code": rng.integers(1, 4, n).astype(object),
+            "tier": rng.choice(["a", "b", "c"], n).astype(object),
+        }
+    )
+
+
+def _spoil(
+    rng: np.random.Generator, frame: pd.DataFrame, edges: np.ndarray, dialect: str, kind: str
+) -> pd.DataFrame:
+    """The live rows made hostile (see the module docstring)."""
+    frame = frame.astype({c: object for c in ("x1", "x2", "prediction", "score")})
+    n = len(frame)
+
+    def some(share: float) -> np.ndarray:
+        return rng.random(n) < share
+
+    on_edge = some(0.1)
+    frame.loc[on_edge, "x1"] = rng.choice(edges, int(on_edge.sum()))
+    frame.loc[some(0.05), "x1"] = 5.0  # beyond the valid range and the baseline's
+    frame.loc[some(0.03), "x1"] = None
+    frame.loc[some(0.02), "n3"] = None
+    frame.loc[some(0.02), "code"] = None
+    for column, values in (
+        ("color", ["all", "other", "~x", "new", None]),
+        ("tier", ["other", "all", None, "d"]),
+    ):
+        chosen = some(0.1)
+        frame.loc[chosen, column] = rng.choice(np.array(values, dtype=object), int(chosen.sum()))
+    frame.loc[some(0.02), "prediction"] = None
+    if kind == "binary_classification":
+        frame.loc[some(0.02), "prediction"] = 2.0
+        frame.loc[some(0.02), "score"] = 1.5
+        frame.loc[some(0.01), "score"] = None
+    if dialect == "sqlite":  # text where a number belongs: typed by the row fold
+        frame.loc[some(0.02), "x2"] = "abc"
+        frame.loc[some(0.01), "prediction"] = "n/a"
+    else:  # NaN and infinities, which SQLite does not store
+        for column in ("x1", "x2", "prediction"):
+            for value in (float("nan"), float("inf"), float("-inf")):
+                frame.loc[some(0.01), column] = value
+    return frame
+
+
+def _url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    if dialect == "duckdb":
+        return f"duckdb:///{tmp_path / 'store.duckdb'}"
+    return request.getfixturevalue("pg_url")
+
+
+def _fold_rows(
+    source: ModelSource, frame: pd.DataFrame, layout: Any, baseline: Any
+) -> tuple[dict[int, np.ndarray], Rejections]:
+    """The row route: parse and fold read rows, by bucket."""
+    model = source.model
+    epoch = source.time_format("predictions").to_epoch(frame[TS])
+    rows, rejected = parse_rows(frame, model, epoch)
+    buckets = np.floor(rows.ts / WIDTH).astype(np.int64)
+    acc = fold_drift(layout, model, baseline, rows, buckets)
+    return dict(zip(acc.buckets.tolist(), acc.matrix, strict=True)), rejected
+
+
+NULLABLE = ("n3", "color", "code", "tier")
+
+CASES = [
+    ("sqlite", "epoch"),
+    ("sqlite", "text"),
+    ("postgresql", "epoch"),
+    ("postgresql", "datetime"),
+    ("duckdb", "epoch"),
+    ("duckdb", "datetime"),
+]
+
+
+@pytest.mark.parametrize("kind", ["regression", "binary_classification"])
+@pytest.mark.parametrize(("dialect", "time_kind"), CASES)
+def test_bucket_sums_equal_the_row_fold(
+    dialect: str, time_kind: str, kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rng = np.random.default_rng(hash((dialect, time_kind, kind)) % 2**32)
+    engine = create_engine(_url(dialect, tmp_path, request))
+    table = _table(time_kind)
+    table.metadata.create_all(engine)
+    model = _model(kind, time_kind)
+    source = ModelSource(engine, model)
+
+    def insert(frame: pd.DataFrame) -> None:
+        """As the driver takes them: untyped columns (no float conversion of the text that
+        belongs in no numeric column), NULL for a missing category."""
+        frame = frame.assign(created_at=[_time(time_kind, t) for t in frame["created_at"]])
+        records = [
+            {k: None if k in NULLABLE and pd.isna(v) else v for k, v in r.items()}
+            for r in frame.to_dict("records")
+        ]
+        untyped = sa.table("preds", *(sa.column(c) for c in frame.columns))
+        with engine.begin() as conn:
+            conn.execute(untyped.insert(), records)
+
+    insert(_rows(rng, kind, T - 7200, 2000, 0))
+    reference = source.read_predictions(Span(T - 7200, T - 1), 10**6)
+    epoch = source.time_format("predictions").to_epoch(reference[TS])
+    baseline = capture_baseline(model, parse_rows(reference, model, epoch)[0])
+    assert unsupported(model, baseline) is None
+    edges = np.concatenate([r.edges for r in (baseline.features["x1"], baseline.prediction)])
+    live = _spoil(rng, _rows(rng, kind, T, int(LIVE), 10_000), edges, dialect, kind)
+    other = _rows(rng, kind, T, 300, 20_000).assign(model_name="other")  # not model m's
+    insert(pd.concat([live, other]))
+    if time_kind == "text":  # a time of second 61: in the range as text, a row without a time
+        bad = _rows(rng, kind, T + 600, 3, 30_000)
+        with engine.begin() as conn:
+            for record in bad.to_dict("records"):
+                record["created_at"] = _time(time_kind, T + 600)[:17] + "61"
+                conn.execute(table.insert(), record)
+
+    layout = drift_layout(model, baseline)
+    span = Span(T, T + LIVE)
+    frame = source.read_predictions(span, 10**6)
+    expected, expected_rejected = _fold_rows(source, frame, layout, baseline)
+
+    sums = drift_sums(source, layout, baseline, WIDTH, span)
+    got = dict(zip(sums.buckets.tolist(), sums.matrix, strict=True))
+    left, left_rejected = _fold_rows(source, frame[frame[ID].isin(sums.left_ids)], layout, baseline)
+    for bucket, vector in left.items():
+        got[bucket] = got.get(bucket, np.zeros(layout.size)) + vector
+
+    assert sorted(got) == sorted(expected)
+    for bucket, vector in expected.items():
+        np.testing.assert_allclose(got[bucket], vector, rtol=1e-9, atol=1e-8, err_msg=str(bucket))
+    rejected = Counter(sums.rejected) + left_rejected.counts  # (drops the zero counts)
+    assert rejected == expected_rejected.counts
+
+    # The data reached every case it was built for.
+    total = sum(expected.values())
+    for stat, name in (("missing", "x1"), ("out_of_range", "x1"), ("new_category", "color")):
+        assert layout.read(total, stat, name).sum() > 0, (stat, name)
+    assert expected_rejected.counts["invalid_prediction"] > 0
+    if dialect == "sqlite":
+        assert len(sums.left_ids) > 0
+    else:
+        assert layout.read(total, "type_error", "x2").sum() > 0
+    engine.dispose()
+
+
+def test_models_with_per_row_terms_are_refused(tmp_path: Path) -> None:
+    """A model whose drift sums need Python per row (here the multivariate error) is named,
+    not summed without them."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    table = _table("epoch")
+    table.metadata.create_all(engine)
+    model = _model("regression", "epoch")
+    model = model.model_copy(
+        update={"multivariate": model.multivariate.model_copy(update={"enabled": True})}
+    )
+    with engine.begin() as conn:
+        rows = _rows(np.random.default_rng(0), "regression", T - 7200, 2000, 0)
+        conn.execute(table.insert(), rows.to_dict("records"))
+    source = ModelSource(engine, model)
+    reference = source.read_predictions(Span(T - 7200, T), 10**6)
+    epoch = source.time_format("predictions").to_epoch(reference[TS])
+    baseline = capture_baseline(model, parse_rows(reference, model, epoch)[0])
+    assert baseline.multivariate is not None
+    assert "multivariate" in (unsupported(model, baseline) or "")
+    with pytest.raises(ValueError, match="multivariate"):
+        drift_sums(source, drift_layout(model, baseline), baseline, WIDTH, Span(T, T + 60))
+    engine.dispose()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    reference=st.lists(
+        st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False), min_size=1, max_size=300
+    ),
+    extra=st.lists(st.floats(allow_nan=False), max_size=50),
+)
+def test_fine_bins_in_sql_equal_numpy(reference: list[float], extra: list[float]) -> None:
+    """`fine_bin` against `NumericReference.bin` (numpy), on the edges themselves, their
+    neighbours and any other double."""
+    ref = NumericReference.capture(np.array(reference))
+    edges = ref.edges
+    values = np.concatenate(
+        [edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), np.array(extra)]
+    )
+    values = values[np.isfinite(values)]
+    engine = sa.create_engine("sqlite://")
+    table = sa.Table("v", sa.MetaData(), sa.Column("i", sa.Integer), sa.Column("x", sa.Float))
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"i": i, "x": float(x)} for i, x in enumerate(values)])
+        got = conn.execute(sa.select(fine_bin(table.c.x, ref)).order_by(table.c.i)).scalars()
+        assert list(got) == ref.bin(values).tolist()
