@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,7 @@ from exporter.rows import Rejections, Rows, parse_rows
 from exporter.storage import audit
 from exporter.storage.baseline_store import BaselineStore
 from exporter.storage.copy_pages import CopyPages
-from exporter.storage.engine import DeadlineExceededError
+from exporter.storage.engine import DeadlineExceededError, snapshot
 from exporter.storage.metrics_store import MetricsStore
 from exporter.storage.prediction_store import (
     ARRIVAL,
@@ -61,10 +62,14 @@ from exporter.storage.prediction_store import (
     Stream,
     create_project_tables,
 )
+from exporter.storage.push_down import BucketSums, drift_sums, unsupported
 from exporter.sufficient_stats import Totals
 from exporter.window import ModelWindow
 
 log = logging.getLogger(__name__)
+# Rows a statement of the push-down rebuild sums at most (`_push_down_parts`): about a second
+# of DuckDB's or PostgreSQL's work, well within the default statement timeout.
+PUSH_DOWN_ROWS = 100_000
 
 EDGE_ROWS = 200  # rows at each edge of the window the unreadable-rows check looks at
 
@@ -106,6 +111,17 @@ def _positions(keys: np.ndarray, kept: np.ndarray) -> np.ndarray:
     return order[np.searchsorted(keys, kept, sorter=order)]
 
 
+@dataclass(frozen=True)
+class _Pushed:
+    """A rebuild's drift window as the database summed it, with what is still the exporter's
+    to do: the rows the sums left to the row fold, and the keys of every row summed (the
+    ledger's, and where the stream's read goes on), all read in one snapshot."""
+
+    sums: BucketSums
+    left: pd.DataFrame
+    keys: pd.DataFrame
+
+
 @dataclass
 class RefreshStatus:
     """What the exporter says about its own health for one model; None is unknown (absent)."""
@@ -132,8 +148,10 @@ class ModelRefresher:
         engine: Engine,
         clock: Callable[[], float] = time.time,
         bulk: CopyPages | None = None,
+        push_down: bool = False,
     ) -> None:
         self.model = model
+        self.push_down = push_down  # store.push_down: rebuild the drift window from sums
         self.settings = settings
         self.clock = clock
         self.source = ModelSource(engine, model, bulk)
@@ -365,6 +383,7 @@ class ModelRefresher:
                 self.model.model_id,
                 self.model.model_id,
             )
+        pushed = self._push_down_reads(window, predictions, now) if self.push_down else None
         # Commit the new state only now that every read of the rebuild has succeeded.
         self.baseline, self.window, self._captures = baseline, window, count
         self._predictions = predictions
@@ -372,6 +391,99 @@ class ModelRefresher:
             _Stream("labels", perf_start, RowLedger(slice_width(window.performance.width)))
             if self.labels_by_arrival
             else None
+        )
+        if pushed is not None:
+            self._push_down_fold(pushed, now)
+
+    def _push_down_refusal(self, window: ModelWindow) -> str | None:
+        """Why this model's window is rebuilt from rows even with `store.push_down`."""
+        if self.inline_labels:
+            return "its labels are read with its predictions"
+        if window.performance.width % window.drift.width:
+            return "its performance buckets are no whole number of drift buckets"
+        return unsupported(self.model, window.baseline)
+
+    def _push_down_reads(self, window: ModelWindow, stream: _Stream, now: float) -> _Pushed | None:
+        """The reads of a rebuild by the database's sums (`storage/push_down.py`), all in one
+        snapshot so that the sums, the rows they leave and the keys agree; None where the
+        rows are read instead (said once in the log)."""
+        refused = self._push_down_refusal(window)
+        if refused is not None:
+            self.push_down = False
+            log.info(
+                "model %s: window rebuilt from rows, not sums: %s", self.model.model_id, refused
+            )
+            return None
+        span = Span(stream.start, now - self.settings.read_lag)
+        width = int(window.drift.width)
+        try:
+            with snapshot(self.engine) as conn:
+                parts = [
+                    drift_sums(self.source, window.drift_layout, window.baseline, width, p, conn)
+                    for p in self._push_down_parts(span, width, conn)
+                ]
+                sums = BucketSums.concat(parts)
+                keys = self.source.read_keys("predictions", span, 2**62, conn)
+                left = [
+                    self.source.read_predictions(
+                        replace(span, ids=tuple(sums.left_ids[at : at + IDS_PER_READ])),
+                        IDS_PER_READ,
+                        conn=conn,
+                    )
+                    for at in range(0, len(sums.left_ids), IDS_PER_READ)
+                ]
+        except DeadlineExceededError:
+            self.push_down = False
+            log.warning(
+                "model %s: the store's sums took longer than store.timeouts.statement; "
+                "rebuilding the window from rows",
+                self.model.model_id,
+            )
+            return None  # the rows' reads go on, on fresh connections
+        return _Pushed(sums, pd.concat(left, ignore_index=True) if left else keys.iloc[:0], keys)
+
+    def _push_down_parts(self, span: Span, width: int, conn: Any) -> list[Span]:
+        """`span` cut at bucket edges into parts of at most PUSH_DOWN_ROWS rows by the
+        store's own count, so that each statement stays within `store.timeouts.statement`."""
+        counts = self.source.count_rows("predictions", width, [span], conn=conn).by_bucket
+        parts, start, rows = [], span.start, 0
+        for bucket in sorted(counts):
+            if rows and rows + counts[bucket] > PUSH_DOWN_ROWS:
+                parts.append(replace(span, start=start, before=float(bucket * width)))
+                start, rows = float(bucket * width), 0
+            rows += counts[bucket]
+        return [*parts, replace(span, start=start)]
+
+    def _push_down_fold(self, pushed: _Pushed, now: float) -> None:
+        """Fold a rebuild's sums as the rows' fold would have: the rows they left first, then
+        the drift buckets, the predictions per performance bucket (the rows of the drift
+        buckets inside it), the rejections, and every key into the ledger, the read position
+        at the last; the stream's read goes on from there with what committed since."""
+        assert self.window is not None and self._predictions is not None
+        window, stream, sums = self.window, self._predictions, pushed.sums
+        if len(pushed.left):
+            self._fold(stream, pushed.left, self._order_epoch(stream, pushed.left), now)
+        window.drift.add(sums.buckets, sums.matrix)
+        rows = sums.matrix[:, window.drift_layout["rows",]][:, 0]
+        per = int(window.performance.width // window.drift.width)
+        performance = sums.buckets // per
+        live = window.performance.is_live(performance, now)
+        window.add_prediction_counts(performance[live], rows[live])
+        rejected = Rejections()
+        rejected.counts.update(sums.rejected)
+        self._count_rejections(rejected, "predictions")
+        if len(pushed.keys):
+            epoch = self._order_epoch(stream, pushed.keys)
+            timed = np.isfinite(epoch)
+            ids = pushed.keys[ID][timed]
+            stream.ledger.admit(epoch[timed], row_keys(ids, epoch[timed]))
+            stream.cursor, stream.last_time = stream.after(pushed.keys), float(epoch[-1])
+        if self._labels is not None:
+            self._labels.taken = False  # no prediction read took labels: read them whole
+        log.info(
+            "model %s: drift window rebuilt from the store's sums (%d rows)",
+            self.model.model_id,
+            len(pushed.keys),
         )
 
     def _read(self, stream: _Stream | None, now: float) -> None:

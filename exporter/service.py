@@ -57,7 +57,9 @@ class MonitorService:
         self.engine = create_engine(config.store.url, config.store.timeouts)
         bulk = CopyPages.for_engine(self.engine) if config.store.bulk_reads == "copy" else None
         self.refreshers = {
-            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock, bulk)
+            m.model_id: ModelRefresher(
+                m, config.exporter, self.engine, clock, bulk, config.store.push_down
+            )
             for m in config.models
             if shard is None or shard.owns(m.model_id)
         }

@@ -9,6 +9,7 @@ a shared table, and epoch, timestamp and text time columns."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,19 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter import refresher as refresher_module
 from exporter.baseline import NumericReference
+from exporter.cli import capture
 from exporter.config import parse_config
 from exporter.rows import Rejections, parse_rows
+from exporter.service import MonitorService
 from exporter.storage.engine import create_engine
 from exporter.storage.prediction_store import ID, TS, ModelSource, Span
 from exporter.storage.push_down import drift_sums, fine_bin, unsupported
 from exporter.sufficient_stats import drift_layout, fold_drift
 from exporter.window import capture_baseline
+from tests import test_rebuild_labels as rebuild_labels
+from tests.conftest import T0, Clock, make_config
 
 T = 1_800_000_000.0  # the live rows' first minute
 WIDTH = 60
@@ -295,3 +301,79 @@ def test_fine_bins_in_sql_equal_numpy(reference: list[float], extra: list[float]
         conn.execute(table.insert(), [{"i": i, "x": float(x)} for i, x in enumerate(values)])
         got = conn.execute(sa.select(fine_bin(table.c.x, ref)).order_by(table.c.i)).scalars()
         assert list(got) == ref.bin(values).tolist()
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [("10m", "20m"), ("20m", "10m")],  # the performance window longer, or the drift window
+    ids=["performance-longer", "drift-longer"],
+)
+def test_a_window_rebuilt_from_sums_is_the_window_rebuilt_from_rows(
+    store_url: str,
+    windows: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`store.push_down`: the rebuild by the database's sums leaves the window, rejections,
+    ledgers and read positions the rows' rebuild leaves, and so do the live reads after it
+    (test_rebuild_labels' table: rows of every kind, labels in the predictions table). The
+    sums come in parts of at most 97 rows here, cut at bucket edges."""
+    monkeypatch.setattr(refresher_module, "PUSH_DOWN_ROWS", 97)
+    drift, performance = windows
+    model = rebuild_labels.MODEL | {
+        "drift_window": {"length": drift, "bucket": "1m"},
+        "performance_window": {"length": performance, "bucket": "1m"},
+        "estimation": {"enabled": False},
+        "multivariate": {"enabled": False},
+    }
+    rows = make_config(store_url, models=[model], batch_rows=200)
+    sums = rows.model_copy(update={"store": rows.store.model_copy(update={"push_down": True})})
+    engine = sa.create_engine(store_url)
+    rebuild_labels._fill(engine, rows.models[0].performance_window.buckets)
+    capture(rows, "same", T0 - 7200, T0 - 3600, command="test")
+    clock = Clock(T0)
+    routes = {"sums": MonitorService(sums, clock=clock), "rows": MonitorService(rows, clock=clock)}
+    states: dict[str, list[dict]] = {name: [] for name in routes}
+    with caplog.at_level(logging.INFO, logger="exporter.refresher"):
+        for name, service in routes.items():  # the rebuild at T0
+            service.start_warmup().join()
+            states[name].append(rebuild_labels._state(service.refreshers["same"]))
+    assert "drift window rebuilt from the store's sums" in caplog.text
+    assert routes["sums"].refreshers["same"].push_down
+    rebuild_labels._label_later(engine)
+    engine.dispose()
+    for step in (300, 60, 60):
+        clock.advance(step)
+        for name, service in routes.items():
+            service.refreshers["same"].refresh()
+            states[name].append(rebuild_labels._state(service.refreshers["same"]))
+    for got, want in zip(states["sums"], states["rows"], strict=True):
+        np.testing.assert_allclose(got.pop("drift"), want.pop("drift"), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            got.pop("performance"), want.pop("performance"), rtol=1e-9, atol=1e-9
+        )
+        assert got == want
+    assert states["rows"][0]["rejected"].keys() >= {"invalid_prediction", "expired"}
+    for service in routes.values():
+        service.engine.dispose()
+
+
+def test_models_the_sums_cannot_serve_are_rebuilt_from_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With estimation on (the default), the model's window is rebuilt from rows and says why."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    config = make_config(url, models=[rebuild_labels.MODEL])
+    config = config.model_copy(
+        update={"store": config.store.model_copy(update={"push_down": True})}
+    )
+    engine = sa.create_engine(url)
+    rebuild_labels._fill(engine, config.models[0].performance_window.buckets)
+    capture(config, "same", T0 - 7200, T0 - 3600, command="test")
+    engine.dispose()
+    service = MonitorService(config, clock=Clock(T0))
+    with caplog.at_level(logging.INFO, logger="exporter.refresher"):
+        service.start_warmup().join()
+    assert "window rebuilt from rows, not sums: DLE" in caplog.text
+    assert service.refreshers["same"].report.window_predictions > 0
+    service.engine.dispose()

@@ -153,7 +153,8 @@ def snapshot(engine: Engine) -> Iterator[sa.Connection]:
     agree with each other (sums and the keys they cover): one transaction, repeatable read on
     PostgreSQL (its snapshot is taken by the first statement). pysqlite begins no transaction
     for a read, so SQLite's is begun by hand; in WAL mode it keeps its snapshot to the end.
-    Rolled back: it only reads."""
+    DuckDB's driver begins one itself (checked by hand: a row committed meanwhile stays
+    unseen). Rolled back: it only reads."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ")

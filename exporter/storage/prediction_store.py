@@ -15,6 +15,7 @@ and compiling a 55-column select took longer than an idle read itself (issue 11)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -509,18 +510,22 @@ class ModelSource:
         return {prefix + name: value for name, value in values.items()}
 
     def _fetch(
-        self, stmt: sa.Select[Any], params: dict[str, Any] | None = None, bulk: bool = False
+        self,
+        stmt: sa.Select[Any],
+        params: dict[str, Any] | None = None,
+        bulk: bool = False,
+        conn: sa.Connection | None = None,
     ) -> pd.DataFrame:
         """The rows of `stmt` run with `params`, as a frame, from the driver's plain tuples
         (`fetch_all`), or for a `bulk` page (a rebuild's, a backlog's) through `CopyPages`
-        where the store has it."""
+        where the store has it; on `conn` if given (a snapshot's)."""
         params = params or {}
-        if bulk and self.bulk is not None:
+        if bulk and self.bulk is not None and conn is None:
             frame = self.bulk.read(stmt, params)
             if frame is not None:
                 return frame
-        with self._reads.connect() as conn:
-            columns, rows = fetch_all(conn, stmt, params)
+        with contextlib.nullcontext(conn) if conn is not None else self._reads.connect() as c:
+            columns, rows = fetch_all(c, stmt, params)
         if not rows:  # most live reads: a copy of a kept empty frame is 100x cheaper to make
             return _empty(tuple(columns)).copy()
         return pd.DataFrame.from_records(rows, columns=columns)
@@ -607,10 +612,17 @@ class ModelSource:
         return table, where, self._bounds(time, span), bucket
 
     def read_predictions(
-        self, span: Span, limit: int, with_labels: bool = False, bulk: bool = False
+        self,
+        span: Span,
+        limit: int,
+        with_labels: bool = False,
+        bulk: bool = False,
+        conn: sa.Connection | None = None,
     ) -> pd.DataFrame:
-        """Up to `limit` predictions in `span`, in (time, id) order (`bulk`: see `_fetch`)."""
-        return self._fetch(*self._predictions_query(span, limit, with_labels), bulk=bulk)
+        """Up to `limit` predictions in `span`, in (time, id) order (`bulk`, `conn`: see
+        `_fetch`)."""
+        stmt, params = self._predictions_query(span, limit, with_labels)
+        return self._fetch(stmt, params, bulk=bulk, conn=conn)
 
     def read_labels(self, span: Span, limit: int, bulk: bool = False) -> pd.DataFrame:
         """Up to `limit` label arrivals in `span`, joined to their predictions.
@@ -681,9 +693,12 @@ class ModelSource:
             order = self.time_format(stream).expression(order)
         return table, order, key, filters
 
-    def read_keys(self, stream: Stream, span: Span, limit: int) -> pd.DataFrame:
+    def read_keys(
+        self, stream: Stream, span: Span, limit: int, conn: sa.Connection | None = None
+    ) -> pd.DataFrame:
         """Only the (id, time) of up to `limit` rows of a stream in `span`: a narrow read for
-        reconciliation to find which rows it has not counted, before fetching those whole."""
+        reconciliation to find which rows it has not counted, before fetching those whole
+        (`conn`: see `_fetch`)."""
         time = self.time_format(stream)
 
         def build() -> sa.Select[Any]:
@@ -697,7 +712,7 @@ class ModelSource:
             )
 
         stmt = self._statement(("keys", stream, time, span.shape, limit), build)
-        return self._fetch(stmt, self._bounds(time, span))
+        return self._fetch(stmt, self._bounds(time, span), conn=conn)
 
     def edge_keys(self, stream: Stream, start: float, limit: int) -> pd.DataFrame:
         """(id, stored time) of the `limit` newest rows of a stream and of the `limit` rows just
@@ -760,7 +775,12 @@ class ModelSource:
         return stmt, params
 
     def count_rows(
-        self, stream: Stream, width: int, by_bucket: Sequence[Span], whole: Sequence[Span] = ()
+        self,
+        stream: Stream,
+        width: int,
+        by_bucket: Sequence[Span],
+        whole: Sequence[Span] = (),
+        conn: sa.Connection | None = None,
     ) -> RowCounts:
         """Rows of a stream per time bucket of `width` seconds in each span of `by_bucket`, and
         in all of each span of `whole`, counted by the database in one statement
@@ -770,9 +790,10 @@ class ModelSource:
         window holds without reading them; reconciliation compares it with the rows counted. A
         whole count walks the index range and nothing else; a count per bucket also works out
         each row's bucket and groups by it, about ten times the cost on SQLite (issue 11).
+        `conn`: see `_fetch`.
         """
-        with self._reads.connect() as conn:
-            rows = conn.execute(*self._count_query(stream, width, by_bucket, whole)).all()
+        with contextlib.nullcontext(conn) if conn is not None else self._reads.connect() as c:
+            rows = c.execute(*self._count_query(stream, width, by_bucket, whole)).all()
         totals = [0] * len(whole)
         parts: list[dict[int, int]] = [{} for _ in by_bucket]
         grouped = []

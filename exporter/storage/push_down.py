@@ -20,12 +20,14 @@ What the route cannot do is said by `unsupported`: DLE's expected losses are tre
 CBPE's are an interpolated calibration map and the multivariate error a projection, per row
 and in Python, so models with them are folded from rows. Rows SQL cannot vouch for (on SQLite:
 text in a numeric column, a text time its date functions read otherwise than Python) are left
-out of the sums and their ids returned, for the caller to fold as rows: the route's buckets are the row fold's, to rounding
+out of the sums and their ids returned, for the caller to fold as rows: the route's buckets
+are the row fold's, to rounding
 (`tests/test_push_down.py`, on SQLite, PostgreSQL and DuckDB).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -73,6 +75,20 @@ class BucketSums:
     matrix: np.ndarray  # buckets x layout.size
     rejected: dict[str, int]
     left_ids: list[Any]
+
+    @classmethod
+    def concat(cls, parts: list[BucketSums]) -> BucketSums:
+        """The sums of spans without a bucket in common, as one."""
+        rejected: dict[str, int] = {}
+        for part in parts:
+            for reason, n in part.rejected.items():
+                rejected[reason] = rejected.get(reason, 0) + n
+        return cls(
+            np.concatenate([p.buckets for p in parts]),
+            np.concatenate([p.matrix for p in parts]),
+            rejected,
+            [i for p in parts for i in p.left_ids],
+        )
 
 
 def _finite(v: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -143,31 +159,35 @@ def _sqlite_text_bucket(
 
 
 class _Query:
-    """What every statement of one model and span shares: its table, range and bucket key,
-    and the model's columns as doubles (what the row fold makes of them). Each statement
-    computes its per-row terms in a subquery under names of its own and groups by those, so no
-    column of the user's table can shadow them."""
+    """What every statement of one model and span shares: the span's rows as a subquery of the
+    terms each row contributes once (its bucket, whether it is accepted, its numeric columns
+    as doubles, what the row fold makes of them, and whether they are all finite). The
+    subquery carries `OFFSET 0`, which keeps the planners (SQLite, PostgreSQL) from copying
+    its terms into every sum that uses them: the 210 cross-products of 20 features would each
+    repeat the 40 comparisons of "complete" (20,000 rows: 6.4 s on SQLite). Statements group
+    by terms named `mm_*` in a subquery of their own, so no column of the user's table can
+    shadow them and PostgreSQL sees one expression where its bound values repeat."""
 
-    def __init__(self, source: ModelSource, span: Span, width: int) -> None:
+    def __init__(
+        self, source: ModelSource, baseline: Baseline | None, span: Span, width: int
+    ) -> None:
         model = source.model
         self.model = model
-        self.table, self.where, self.params, self.bucket = source.predictions_in(span, width)
+        table, where, self.params, bucket = source.predictions_in(span, width)
         src = model.source
-        column = self.table.c
+        column = table.c
         time = source.time_format("predictions")
         self.buckets = partial(time.buckets, width=width)  # bucket numbers of bucket keys
         untyped: list[sa.ColumnElement[bool]] = []
         if source.engine.dialect.name == "sqlite" and time.kind == "text":
-            self.bucket, inexact = _sqlite_text_bucket(time, column[src.timestamp_column], width)
+            bucket, inexact = _sqlite_text_bucket(time, column[src.timestamp_column], width)
             self.buckets = partial(np.asarray, dtype=np.int64)
             untyped.append(inexact)
-        self.id = column[src.id_column]
-        self.prediction = sa.cast(column[src.prediction_column], sa.Double())
-        self.score = sa.cast(column[src.score_column], sa.Double()) if src.score_column else None
-        self.output = self.score if self.score is not None else self.prediction
-        self.numeric = {
-            n: sa.cast(column[model.feature_column(n)], sa.Double()) for n in model.numeric_features
-        }
+        prediction = sa.cast(column[src.prediction_column], sa.Double())
+        score = sa.cast(column[src.score_column], sa.Double()) if src.score_column else None
+        numeric = [
+            sa.cast(column[model.feature_column(n)], sa.Double()) for n in model.numeric_features
+        ]
         # SQLite keeps any value in any column: a row with text in a numeric column is typed by
         # the row fold (pandas' to_numeric), so the sums leave it to the caller.
         raw = [column[src.prediction_column]]
@@ -177,41 +197,80 @@ class _Query:
         if source.engine.dialect.name == "sqlite":
             kinds = ("integer", "real", "null")
             untyped += [sa.func.typeof(c).not_in(kinds) for c in raw]
-        self.untyped = sa.or_(*untyped) if untyped else None
-        accepted = [_finite(self.prediction)]  # as rows.parse_rows accepts a prediction
-        if self.score is not None:
-            accepted += [_finite(self.score), self.score >= _value(0), self.score <= _value(1)]
+        accepted = [_finite(prediction)]  # as rows.parse_rows accepts a prediction
+        if score is not None:
+            accepted += [_finite(score), score >= _value(0), score <= _value(1)]
         if model.kind == "binary_classification":
-            accepted.append(self.prediction.in_([_value(0), _value(1)]))
-        self.accepted = sa.and_(*accepted)
+            accepted.append(prediction.in_([_value(0), _value(1)]))
+        # The fine bin of each binned numeric column and of the output (-1: none), computed
+        # once a row here: grouping by (bucket, column, bin) picks one of them per column.
+        output = score if score is not None else prediction
+        self.binned = (
+            []
+            if baseline is None
+            else [
+                (n, v, r)
+                for n, v in zip(model.numeric_features, numeric, strict=True)
+                if isinstance(r := baseline.features[n], NumericReference)
+            ]
+            + [(PREDICTION, output, baseline.prediction)]
+        )
+        self.terms: dict[str, sa.ColumnElement[Any]] = {
+            "mm_bucket": bucket,
+            "mm_ok": _flag(sa.and_(*accepted)),
+            "mm_prediction": prediction,
+            "mm_output": output,
+            "mm_complete": _flag(sa.and_(*(_finite(v) for v in numeric))),
+        }
+        self.terms |= {
+            f"mm_b{j}": sa.case((_finite(v), fine_bin(v, ref)), else_=-1)
+            for j, (_, v, ref) in enumerate(self.binned)
+        }
+        self.terms |= {f"mm_x{i}": v for i, v in enumerate(numeric)}
+        self.numeric = {n: f"mm_x{i}" for i, n in enumerate(model.numeric_features)}
+        self.categories = {n: f"mm_c{i}" for i, n in enumerate(model.categorical_features)}
+        self.terms |= {self.categories[n]: column[model.feature_column(n)] for n in self.categories}
+        self.attributes = {a: f"mm_a{i}" for i, a in enumerate(model.protected_attributes)}
+        self.terms |= {self.attributes[a]: column[a] for a in self.attributes}
+        self.table = table
+        self.typed = [*where, sa.not_(sa.or_(*untyped))] if untyped else where
+        self.left = (
+            sa.select(column[src.id_column]).select_from(table).where(*where, sa.or_(*untyped))
+            if untyped
+            else None
+        )
 
+    def rows(self, *names: str) -> sa.Subquery:
+        """The span's typed rows with their bucket, acceptance and the terms `names`, each
+        computed once a row: `OFFSET 0` keeps the planners from copying a term into every sum
+        that uses it, and only the terms a statement needs are computed for it."""
+        terms = [self.terms[n].label(n) for n in ("mm_bucket", "mm_ok", *names)]
+        stmt = sa.select(*terms).select_from(self.table).where(*self.typed)
+        return stmt.offset(0).subquery("mm_rows")
+
+    @staticmethod
     def grouped(
-        self,
+        rows: sa.Subquery,
         keys: list[sa.ColumnElement[Any]],
         sums: list[sa.ColumnElement[Any]],
         accepted: bool = True,
+        also: sa.FromClause | None = None,
     ) -> sa.Select[Any]:
-        """Per bucket and `keys`: the row count and the sum of each of `sums` over the span's
-        typed rows (the accepted ones, unless not `accepted`). Columns: bucket, keys, n, sums."""
-        where = list(self.where)
-        if self.untyped is not None:
-            where.append(sa.not_(self.untyped))
-        if accepted:
-            where.append(self.accepted)
-        terms = [self.bucket.label("mm_bucket")]
+        """Per bucket and `keys`: the row count and the sum of each of `sums` over `rows` (the
+        accepted ones, unless not `accepted`), each joined to every row of `also` if given.
+        Columns: bucket, keys, n, sums."""
+        terms = [rows.c.mm_bucket.label("mm_bucket")]
         terms += [k.label(f"mm_k{i}") for i, k in enumerate(keys)]
         terms += [s.label(f"mm_s{i}") for i, s in enumerate(sums)]
-        rows = sa.select(*terms).select_from(self.table).where(*where).subquery("mm_rows")
-        by = [rows.c.mm_bucket, *(rows.c[f"mm_k{i}"] for i in range(len(keys)))]
+        from_ = rows if also is None else rows.join(also, sa.true())
+        stmt = sa.select(*terms).select_from(from_)
+        if accepted:
+            stmt = stmt.where(rows.c.mm_ok == 1)
+        grouped = stmt.subquery("mm_terms")
+        by = [grouped.c.mm_bucket, *(grouped.c[f"mm_k{i}"] for i in range(len(keys)))]
         return sa.select(
-            *by, sa.func.count(), *(sa.func.sum(rows.c[f"mm_s{i}"]) for i in range(len(sums)))
+            *by, sa.func.count(), *(sa.func.sum(grouped.c[f"mm_s{i}"]) for i in range(len(sums)))
         ).group_by(*by)
-
-    def left_ids(self) -> sa.Select[Any] | None:
-        """The ids of the rows the sums leave to the row fold, if any can be."""
-        if self.untyped is None:
-            return None
-        return sa.select(self.id).select_from(self.table).where(*self.where, self.untyped)
 
 
 class _Cells:
@@ -241,15 +300,19 @@ class _Cells:
 
 def _scalar_sums(
     q: _Query, layout: Layout, baseline: Baseline | None
-) -> list[tuple[int, sa.ColumnElement[Any]]]:
-    """The layout cell and per-row term of every count and sum that is one number a bucket."""
+) -> tuple[sa.Subquery, list[tuple[int, sa.ColumnElement[Any]]]]:
+    """The rows, and the layout cell and per-row term of every count and sum that is one
+    number a bucket."""
     model = q.model
+    rows = q.rows("mm_output", "mm_complete", *q.numeric.values())
+    output = rows.c.mm_output
     cells: list[tuple[int, sa.ColumnElement[Any]]] = []
 
     def add(key: tuple[str, ...], term: sa.ColumnElement[Any], offset: int = 0) -> None:
         cells.append((layout[key].start + offset, term))
 
-    for name, v in q.numeric.items():
+    for name, term in q.numeric.items():
+        v = rows.c[term]
         add(("missing", name), _flag(sa.or_(v.is_(None), v > _value(INF))))
         add(("type_error", name), _flag(v.in_([_value(INF), _value(-INF)])))
         ref = baseline.features[name] if baseline is not None else None
@@ -265,19 +328,19 @@ def _scalar_sums(
             add(("above_sum", name), _where(sa.and_(_finite(v), v > _value(ref.edges[-1])), v))
     if baseline is not None:
         ref = baseline.prediction
-        add(("below_sum", PREDICTION), _where(q.output < _value(ref.edges[0]), q.output))
-        add(("above_sum", PREDICTION), _where(q.output > _value(ref.edges[-1]), q.output))
+        add(("below_sum", PREDICTION), _where(output < _value(ref.edges[0]), output))
+        add(("above_sum", PREDICTION), _where(output > _value(ref.edges[-1]), output))
     if ("corr_n",) in layout:
         assert baseline is not None
         names = model.numeric_features
-        complete = sa.and_(*(_finite(q.numeric[n]) for n in names))
-        x = [q.numeric[n] - _value(baseline.features[n].mean) for n in names]
+        complete = rows.c.mm_complete == 1
+        x = [rows.c[q.numeric[n]] - _value(baseline.features[n].mean) for n in names]
         add(("corr_n",), _flag(complete))
         for i in range(len(names)):
             add(("corr_sum",), _where(complete, x[i]), i)
             for j in range(i, len(names)):
                 add(("corr_cross",), _where(complete, x[i] * x[j]), i * len(names) + j)
-    return cells
+    return rows, cells
 
 
 def _add_scalars(
@@ -285,9 +348,9 @@ def _add_scalars(
 ) -> tuple[list[Any], np.ndarray]:
     """Each bucket's counts and sums into `cells`; the bucket key, acceptance (1/0) and row
     count of every group."""
-    sums = _scalar_sums(q, layout, baseline)
-    rows = conn.execute(q.grouped([_flag(q.accepted)], [t for _, t in sums], False), q.params)
-    rows = rows.all()
+    source, sums = _scalar_sums(q, layout, baseline)
+    stmt = q.grouped(source, [source.c.mm_ok], [t for _, t in sums], False)
+    rows = conn.execute(stmt, q.params).all()
     ok = [r for r in rows if r[1] == 1]
     keys = [r[0] for r in ok]
     cells.add(keys, layout["rows",].start, [r[2] for r in ok])
@@ -303,27 +366,24 @@ def _add_scalars(
     return [r[0] for r in rows], np.array([(r[1], r[2]) for r in rows], dtype=np.int64)
 
 
-def _add_bins(
-    conn: sa.Connection, q: _Query, layout: Layout, baseline: Baseline, cells: _Cells
-) -> None:
-    """Rows per bucket and fine bin of each binned numeric feature and of the output, one
-    `UNION ALL` part each (a columnar engine reads one column a part)."""
-    binned = [
-        (n, v, r)
-        for n, v in q.numeric.items()
-        if isinstance(r := baseline.features[n], NumericReference)
-    ]
-    binned.append((PREDICTION, q.output, baseline.prediction))
-    parts = []
-    for j, (_, v, ref) in enumerate(binned):
-        part = sa.case((_finite(v), fine_bin(v, ref)), else_=-1)
-        parts.append(q.grouped([sa.literal(j), part], []))
-    stmt = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+def _add_bins(conn: sa.Connection, q: _Query, layout: Layout, cells: _Cells) -> None:
+    """Rows per bucket and fine bin of each binned numeric feature and of the output, in one
+    pass over the rows: each row is joined to the list of binned columns and grouped by
+    (bucket, column, its bin); a `UNION ALL` of one grouping per column read the rows once
+    per column."""
+    which = sa.union_all(  # not VALUES: SQLite cannot name the columns of one
+        *(sa.select(sa.literal(j, sa.Integer).label("mm_j")) for j in range(len(q.binned)))
+    ).subquery("mm_binned")
+    rows = q.rows(*(f"mm_b{j}" for j in range(len(q.binned))))
+    fine = sa.case(
+        *((which.c.mm_j == j, rows.c[f"mm_b{j}"]) for j in range(len(q.binned))), else_=-1
+    )
+    stmt = q.grouped(rows, [which.c.mm_j, fine], [], also=which)
     rows = [r for r in conn.execute(stmt, q.params).all() if r[2] >= 0]
-    starts = np.array([layout["bins", n].start for n, _, _ in binned], dtype=np.intp)
+    starts = np.array([layout["bins", n].start for n, _, _ in q.binned], dtype=np.intp)
     part = np.array([r[1] for r in rows], dtype=np.intp)
-    fine = np.array([r[2] for r in rows], dtype=np.intp)
-    cells.add([r[0] for r in rows], starts[part] + fine, [r[3] for r in rows])
+    index = np.array([r[2] for r in rows], dtype=np.intp)
+    cells.add([r[0] for r in rows], starts[part] + index, [r[3] for r in rows])
 
 
 def _add_categories(
@@ -333,9 +393,9 @@ def _add_categories(
     attribute with the sums of the output; the values are named as the row fold names them
     (`category_column`), once each."""
     model = q.model
-    column = q.table.c
-    for name in model.categorical_features:
-        rows = conn.execute(q.grouped([column[model.feature_column(name)]], []), q.params).all()
+    for name, term in q.categories.items():
+        source = q.rows(term)
+        rows = conn.execute(q.grouped(source, [source.c[term]], []), q.params).all()
         keys, n, names = _named(rows)
         has = present(names)
         cells.add(keys, layout["missing", name].start, n * ~has)
@@ -345,14 +405,17 @@ def _add_categories(
             cells.add(keys, layout["bins", name].start + ref.bin(names), n * has)
     threshold = model.performance.classification_threshold
     cutoff = model.fairness.regression_cutoff
-    if model.kind == "binary_classification":
-        chosen = q.output >= _value(threshold)
-    else:
-        chosen = None if cutoff is None else q.prediction >= _value(cutoff)
-    stats = ["fair_output", "fair_output2"] + ([] if chosen is None else ["fair_selected"])
-    terms = [q.output, q.output * q.output] + ([] if chosen is None else [_flag(chosen)])
     for attribute, groups in model_groups(model, baseline).fairness.items():
-        rows = conn.execute(q.grouped([column[attribute]], terms), q.params).all()
+        source = q.rows(q.attributes[attribute], "mm_output", "mm_prediction")
+        output, prediction = source.c.mm_output, source.c.mm_prediction
+        if model.kind == "binary_classification":
+            chosen = output >= _value(threshold)
+        else:
+            chosen = None if cutoff is None else prediction >= _value(cutoff)
+        stats = ["fair_output", "fair_output2"] + ([] if chosen is None else ["fair_selected"])
+        terms = [output, output * output] + ([] if chosen is None else [_flag(chosen)])
+        key = source.c[q.attributes[attribute]]
+        rows = conn.execute(q.grouped(source, [key], terms), q.params).all()
         keys, n, names = _named(rows)
         index = group_index(names, groups)
         for i, stat in enumerate(["fair_n", *stats]):
@@ -368,23 +431,29 @@ def _named(rows: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
 
 
 def drift_sums(
-    source: ModelSource, layout: Layout, baseline: Baseline | None, width: int, span: Span
+    source: ModelSource,
+    layout: Layout,
+    baseline: Baseline | None,
+    width: int,
+    span: Span,
+    conn: sa.Connection | None = None,
 ) -> BucketSums:
     """The drift vector of every bucket of `width` seconds with rows in `span`, summed by the
-    database in one snapshot (all its statements see the same rows), in `layout`."""
+    database in one snapshot (all its statements see the same rows: `conn`'s, if given, else
+    one of its own), in `layout`."""
     model = source.model
     reason = unsupported(model, baseline)
     if reason is not None:
         raise ValueError(f"model {model.model_id}: drift sums need rows: {reason}")
-    q = _Query(source, span, width)
+    q = _Query(source, baseline, span, width)
     cells = _Cells(layout)
-    with snapshot(source.engine) as conn:
-        keys, groups = _add_scalars(conn, q, layout, baseline, cells)
-        if baseline is not None:
-            _add_bins(conn, q, layout, baseline, cells)
-        _add_categories(conn, q, layout, baseline, cells)
-        left = q.left_ids()
-        left_ids = [] if left is None else list(conn.execute(left, q.params).scalars())
+    opened = contextlib.nullcontext(conn) if conn is not None else snapshot(source.engine)
+    with opened as c:
+        keys, groups = _add_scalars(c, q, layout, baseline, cells)
+        if q.binned:
+            _add_bins(c, q, layout, cells)
+        _add_categories(c, q, layout, baseline, cells)
+        left = [] if q.left is None else list(c.execute(q.left, q.params).scalars())
     ids, matrix = cells.matrix(q.buckets(cells.keys))
     timed = q.buckets(keys) >= 0
     ok, n = groups.reshape(-1, 2).T
@@ -393,4 +462,4 @@ def drift_sums(
         "invalid_timestamp": int(n[~timed].sum()),
         "invalid_prediction": int(n[timed & (ok == 0)].sum()),
     }
-    return BucketSums(ids, matrix, rejected, left_ids)
+    return BucketSums(ids, matrix, rejected, left)
