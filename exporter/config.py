@@ -613,15 +613,14 @@ class StoreConfig(_Strict):
         "reads back to the driver's value; `rows`: always as the driver's rows. Other stores "
         "are read as rows (docs/architecture.md, Bulk pages).",
     )
-    push_down: bool = Field(
-        False,
-        description="Rebuild a model's drift window from sums the database computes "
-        "(`GROUP BY` bucket: counts, bins, tail and correlation sums) instead of reading its "
-        "rows, for stores that scan faster than the exporter folds (an analytical engine). "
-        "Models whose drift needs Python per row (estimation, multivariate drift) and labels "
-        "read with their predictions are rebuilt from rows; so is a model whose statements "
-        "exceed `timeouts.statement`. Off by default: on this project's benchmarks the rows "
-        "are faster on SQLite and PostgreSQL (docs/performance.md, Push-down).",
+    push_down: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Rebuild a model's drift window from sums the database computes (`GROUP "
+        "BY` bucket: counts, bins, tail and correlation sums) instead of reading its rows. "
+        "`auto`: where that was measured faster, DuckDB (`duckdb:///` URLs), and not on SQLite "
+        "or PostgreSQL (docs/performance.md, Push-down). Models whose drift needs Python per row "
+        "(estimation, multivariate drift) and labels read with their predictions are rebuilt "
+        "from rows; so is a model whose sums exceed `timeouts.statement`.",
     )
 
 

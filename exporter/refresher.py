@@ -25,11 +25,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from exporter.baseline import Baseline
@@ -418,12 +417,19 @@ class ModelRefresher:
         width = int(window.drift.width)
         try:
             with snapshot(self.engine) as conn:
-                parts = [
-                    drift_sums(self.source, window.drift_layout, window.baseline, width, p, conn)
-                    for p in self._push_down_parts(span, width, conn)
-                ]
-                sums = BucketSums.concat(parts)
-                keys = self.source.read_keys("predictions", span, 2**62, conn)
+                parts = self._push_down_parts(span, width, conn)
+                sums = BucketSums.concat(
+                    [
+                        drift_sums(
+                            self.source, window.drift_layout, window.baseline, width, p, conn
+                        )
+                        for p in parts
+                    ]
+                )
+                keys = pd.concat(
+                    [self.source.read_keys("predictions", p, 2**62, conn) for p in parts],
+                    ignore_index=True,
+                )
                 left = [
                     self.source.read_predictions(
                         replace(span, ids=tuple(sums.left_ids[at : at + IDS_PER_READ])),
@@ -442,7 +448,7 @@ class ModelRefresher:
             return None  # the rows' reads go on, on fresh connections
         return _Pushed(sums, pd.concat(left, ignore_index=True) if left else keys.iloc[:0], keys)
 
-    def _push_down_parts(self, span: Span, width: int, conn: Any) -> list[Span]:
+    def _push_down_parts(self, span: Span, width: int, conn: Connection) -> list[Span]:
         """`span` cut at bucket edges into parts of at most PUSH_DOWN_ROWS rows by the
         store's own count, so that each statement stays within `store.timeouts.statement`."""
         counts = self.source.count_rows("predictions", width, [span], conn=conn).by_bucket

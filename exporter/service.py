@@ -56,10 +56,11 @@ class MonitorService:
         self.shard = shard
         self.engine = create_engine(config.store.url, config.store.timeouts)
         bulk = CopyPages.for_engine(self.engine) if config.store.bulk_reads == "copy" else None
+        push_down = config.store.push_down == "on" or (
+            config.store.push_down == "auto" and self.engine.dialect.name == "duckdb"
+        )
         self.refreshers = {
-            m.model_id: ModelRefresher(
-                m, config.exporter, self.engine, clock, bulk, config.store.push_down
-            )
+            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock, bulk, push_down)
             for m in config.models
             if shard is None or shard.owns(m.model_id)
         }

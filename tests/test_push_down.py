@@ -27,7 +27,7 @@ from exporter.cli import capture
 from exporter.config import parse_config
 from exporter.rows import Rejections, parse_rows
 from exporter.service import MonitorService
-from exporter.storage.engine import create_engine
+from exporter.storage.engine import DeadlineExceededError, create_engine
 from exporter.storage.prediction_store import ID, TS, ModelSource, Span
 from exporter.storage.push_down import drift_sums, fine_bin, unsupported
 from exporter.sufficient_stats import drift_layout, fold_drift
@@ -308,9 +308,12 @@ def test_fine_bins_in_sql_equal_numpy(reference: list[float], extra: list[float]
     [("10m", "20m"), ("20m", "10m")],  # the performance window longer, or the drift window
     ids=["performance-longer", "drift-longer"],
 )
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "duckdb"])
 def test_a_window_rebuilt_from_sums_is_the_window_rebuilt_from_rows(
-    store_url: str,
+    dialect: str,
     windows: tuple[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -326,8 +329,12 @@ def test_a_window_rebuilt_from_sums_is_the_window_rebuilt_from_rows(
         "estimation": {"enabled": False},
         "multivariate": {"enabled": False},
     }
-    rows = make_config(store_url, models=[model], batch_rows=200)
-    sums = rows.model_copy(update={"store": rows.store.model_copy(update={"push_down": True})})
+    store_url = _url(dialect, tmp_path, request)
+    config = make_config(store_url, models=[model], batch_rows=200)
+    rows, sums = (
+        config.model_copy(update={"store": config.store.model_copy(update={"push_down": route})})
+        for route in ("off", "on")
+    )
     engine = sa.create_engine(store_url)
     rebuild_labels._fill(engine, rows.models[0].performance_window.buckets)
     capture(rows, "same", T0 - 7200, T0 - 3600, command="test")
@@ -365,7 +372,7 @@ def test_models_the_sums_cannot_serve_are_rebuilt_from_rows(
     url = f"sqlite:///{tmp_path / 'store.db'}"
     config = make_config(url, models=[rebuild_labels.MODEL])
     config = config.model_copy(
-        update={"store": config.store.model_copy(update={"push_down": True})}
+        update={"store": config.store.model_copy(update={"push_down": "on"})}
     )
     engine = sa.create_engine(url)
     rebuild_labels._fill(engine, config.models[0].performance_window.buckets)
@@ -376,4 +383,50 @@ def test_models_the_sums_cannot_serve_are_rebuilt_from_rows(
         service.start_warmup().join()
     assert "window rebuilt from rows, not sums: DLE" in caplog.text
     assert service.refreshers["same"].report.window_predictions > 0
+    service.engine.dispose()
+
+
+def test_sums_past_the_statement_timeout_leave_the_rebuild_to_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement of the sums that the watchdog ends (faked here: no store here is slow on
+    demand) costs no failed refresh: the window is rebuilt from rows, and stays so."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    model = rebuild_labels.MODEL | {
+        "estimation": {"enabled": False},
+        "multivariate": {"enabled": False},
+    }
+    config = make_config(url, models=[model])
+    config = config.model_copy(
+        update={"store": config.store.model_copy(update={"push_down": "on"})}
+    )
+    engine = sa.create_engine(url)
+    rebuild_labels._fill(engine, config.models[0].performance_window.buckets)
+    capture(config, "same", T0 - 7200, T0 - 3600, command="test")
+    engine.dispose()
+
+    def too_slow(*_args: Any, **_kwargs: Any) -> None:
+        raise DeadlineExceededError.of("SELECT ...", {}, 5.0)
+
+    monkeypatch.setattr(refresher_module, "drift_sums", too_slow)
+    service = MonitorService(config, clock=Clock(T0))
+    with caplog.at_level(logging.INFO, logger="exporter.refresher"):
+        service.start_warmup().join()
+    refresher = service.refreshers["same"]
+    assert "took longer than store.timeouts.statement" in caplog.text
+    assert not refresher.push_down and refresher.status.errors_total == 0
+    assert refresher.status.up and refresher.report.window_predictions > 0
+    service.engine.dispose()
+
+
+@pytest.mark.parametrize(("dialect", "pushed"), [("sqlite", False), ("duckdb", True)])
+def test_auto_pushes_down_where_it_was_measured_faster(
+    dialect: str, pushed: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`store.push_down: auto` (the default): sums on DuckDB, rows on SQLite and PostgreSQL
+    (docs/performance.md, Push-down)."""
+    config = make_config(_url(dialect, tmp_path, request), models=[rebuild_labels.MODEL])
+    assert config.store.push_down == "auto"
+    service = MonitorService(config, clock=Clock(T0))
+    assert service.refreshers["same"].push_down is pushed
     service.engine.dispose()

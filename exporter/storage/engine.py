@@ -163,7 +163,8 @@ def snapshot(engine: Engine) -> Iterator[sa.Connection]:
         try:
             yield conn
         finally:
-            conn.rollback()
+            if not conn.invalidated:  # a statement past its deadline broke the connection
+                conn.rollback()
 
 
 def create_engine(url: str, timeouts: StoreTimeouts | None = None) -> Engine:

@@ -159,20 +159,20 @@ def _sqlite_text_bucket(
 
 
 class _Query:
-    """What every statement of one model and span shares: the span's rows as a subquery of the
-    terms each row contributes once (its bucket, whether it is accepted, its numeric columns
-    as doubles, what the row fold makes of them, and whether they are all finite). The
-    subquery carries `OFFSET 0`, which keeps the planners (SQLite, PostgreSQL) from copying
-    its terms into every sum that uses them: the 210 cross-products of 20 features would each
-    repeat the 40 comparisons of "complete" (20,000 rows: 6.4 s on SQLite). Statements group
-    by terms named `mm_*` in a subquery of their own, so no column of the user's table can
-    shadow them and PostgreSQL sees one expression where its bound values repeat."""
+    """What every statement of one model and span shares: the per-row terms of the span's
+    rows (bucket, acceptance, numeric columns as doubles as the row fold makes them, fine
+    bins, completeness), each computed once a row in a subquery (`rows`): inlined into every
+    sum that uses them, the 40 comparisons of "complete" were repeated in each of 230
+    correlation sums (20,000 rows: 6.4 s on SQLite). Statements group by terms named `mm_*`
+    in a subquery of their own, so no column of the user's table can shadow them and
+    PostgreSQL sees one expression where its bound values repeat."""
 
     def __init__(
         self, source: ModelSource, baseline: Baseline | None, span: Span, width: int
     ) -> None:
         model = source.model
         self.model = model
+        self.dialect = source.engine.dialect.name
         table, where, self.params, bucket = source.predictions_in(span, width)
         src = model.source
         column = table.c
@@ -240,13 +240,29 @@ class _Query:
             else None
         )
 
-    def rows(self, *names: str) -> sa.Subquery:
+    def rows(self, *names: str, centre: dict[str, float] | None = None) -> sa.Subquery:
         """The span's typed rows with their bucket, acceptance and the terms `names`, each
-        computed once a row: `OFFSET 0` keeps the planners from copying a term into every sum
-        that uses it, and only the terms a statement needs are computed for it."""
+        computed once a row (`_once`), and only the terms a statement needs. `centre`
+        (term -> shift) adds `mm_z_<term>`: the term less its shift where the row is complete
+        (`mm_complete` among `names`), else NULL, which sums skip: a correlation sum is then
+        one product, not a test of 20 features for each of 230 sums."""
         terms = [self.terms[n].label(n) for n in ("mm_bucket", "mm_ok", *names)]
-        stmt = sa.select(*terms).select_from(self.table).where(*self.typed)
-        return stmt.offset(0).subquery("mm_rows")
+        stmt = self._once(sa.select(*terms).select_from(self.table).where(*self.typed))
+        if centre is None:
+            return stmt.subquery("mm_rows")
+        base = stmt.subquery("mm_base")
+        complete = base.c.mm_complete == 1
+        centred = [
+            sa.case((complete, base.c[n] - _value(shift))).label(f"mm_z_{n}")
+            for n, shift in centre.items()
+        ]
+        return self._once(sa.select(*base.c, *centred)).subquery("mm_rows")
+
+    def _once(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        """`stmt` as a subquery the planner computes once a row: `OFFSET 0` where the planner
+        would inline it (SQLite, PostgreSQL); DuckDB finds common terms itself, and the barrier
+        costs it its parallel plan (1M rows: 2.8 s with it, 1.7 s without, for the counts)."""
+        return stmt.offset(0) if self.dialect in ("sqlite", "postgresql") else stmt
 
     @staticmethod
     def grouped(
@@ -304,7 +320,13 @@ def _scalar_sums(
     """The rows, and the layout cell and per-row term of every count and sum that is one
     number a bucket."""
     model = q.model
-    rows = q.rows("mm_output", "mm_complete", *q.numeric.values())
+    corr = ("corr_n",) in layout
+    centre = (
+        {q.numeric[n]: baseline.features[n].mean for n in model.numeric_features}
+        if corr and baseline is not None
+        else None
+    )
+    rows = q.rows("mm_output", "mm_complete", *q.numeric.values(), centre=centre)
     output = rows.c.mm_output
     cells: list[tuple[int, sa.ColumnElement[Any]]] = []
 
@@ -330,16 +352,13 @@ def _scalar_sums(
         ref = baseline.prediction
         add(("below_sum", PREDICTION), _where(output < _value(ref.edges[0]), output))
         add(("above_sum", PREDICTION), _where(output > _value(ref.edges[-1]), output))
-    if ("corr_n",) in layout:
-        assert baseline is not None
-        names = model.numeric_features
-        complete = rows.c.mm_complete == 1
-        x = [rows.c[q.numeric[n]] - _value(baseline.features[n].mean) for n in names]
-        add(("corr_n",), _flag(complete))
-        for i in range(len(names)):
-            add(("corr_sum",), _where(complete, x[i]), i)
-            for j in range(i, len(names)):
-                add(("corr_cross",), _where(complete, x[i] * x[j]), i * len(names) + j)
+    if centre is not None:
+        z = [rows.c[f"mm_z_{term}"] for term in centre]
+        add(("corr_n",), rows.c.mm_complete)
+        for i in range(len(z)):
+            add(("corr_sum",), z[i], i)
+            for j in range(i, len(z)):
+                add(("corr_cross",), z[i] * z[j], i * len(z) + j)
     return rows, cells
 
 
