@@ -4,7 +4,10 @@ rows read and parsed by the exporter, rejections and the rows left to the fold i
 data built to hit every edge: values on the baseline's bin edges and beyond its range, NULL,
 NaN and infinities, text in numeric columns (SQLite), integer columns, category values equal to
 the exporter's own label values, new categories, invalid predictions, another model's rows in
-a shared table, and epoch, timestamp and text time columns."""
+a shared table, and epoch, timestamp and text time columns (odd text included). Then the
+refresher's use of it (`store.push_down`): a window rebuilt from sums is the window rebuilt
+from rows, live reads after included; models it cannot serve, and sums past the statement
+timeout, are rebuilt from rows; `auto` chooses by store."""
 
 from __future__ import annotations
 
@@ -218,12 +221,19 @@ def test_bucket_sums_equal_the_row_fold(
     live = _spoil(rng, _rows(rng, kind, T, int(LIVE), 10_000), edges, dialect, kind)
     other = _rows(rng, kind, T, 300, 20_000).assign(model_name="other")  # not model m's
     insert(pd.concat([live, other]))
-    if time_kind == "text":  # a time of second 61: in the range as text, a row without a time
-        bad = _rows(rng, kind, T + 600, 3, 30_000)
+    if time_kind == "text":  # text in the range that SQL cannot vouch for: the row fold's
+        second = _time(time_kind, T + 600)[:19]
+        odd = [
+            second[:17] + "61",  # no time at all
+            second + ".5.5+00:00",  # a fraction pandas does not read
+            second + ".+00:00",
+            second + ".25",  # another layout (no offset)
+            second.replace(" ", "T") + ".75+00:00",
+        ]
+        bad = _rows(rng, kind, T + 600, len(odd), 30_000)
         with engine.begin() as conn:
-            for record in bad.to_dict("records"):
-                record["created_at"] = _time(time_kind, T + 600)[:17] + "61"
-                conn.execute(table.insert(), record)
+            for record, text in zip(bad.to_dict("records"), odd, strict=True):
+                conn.execute(table.insert(), record | {"created_at": text})
 
     layout = drift_layout(model, baseline)
     span = Span(T, T + LIVE)

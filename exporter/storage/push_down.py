@@ -11,7 +11,8 @@ SQLite, PostgreSQL and DuckDB:
   missing, wrong-typed and out-of-range values and the sums under and over the baseline's
   range, the output's tail sums, and the correlation sums of the complete rows;
 - the fine bins of each numeric feature and of the output, by a binary search over the
-  baseline's edges written as nested `CASE` (seven comparisons a value for 100 bins);
+  baseline's edges written as nested `CASE` (seven comparisons a value for 100 bins), each
+  row's bins grouped in one pass;
 - the rows per stored value of each categorical feature and protected attribute (with the
   output sums fairness needs), which are then named and binned in Python exactly as the row
   fold names them (`rows.category_column`), once per distinct value.
@@ -21,8 +22,9 @@ CBPE's are an interpolated calibration map and the multivariate error a projecti
 and in Python, so models with them are folded from rows. Rows SQL cannot vouch for (on SQLite:
 text in a numeric column, a text time its date functions read otherwise than Python) are left
 out of the sums and their ids returned, for the caller to fold as rows: the route's buckets
-are the row fold's, to rounding
-(`tests/test_push_down.py`, on SQLite, PostgreSQL and DuckDB).
+are the row fold's, to rounding (`tests/test_push_down.py`, on SQLite, PostgreSQL and DuckDB).
+The refresher rebuilds a window from these sums where `store.push_down` says so
+(docs/architecture.md, Push-down).
 """
 
 from __future__ import annotations
@@ -151,7 +153,14 @@ def _sqlite_text_bucket(
         canonical,
         sa.func.substr(text, -len(offset)) == offset if offset else sa.true(),
         sa.func.length(text) >= 19 + len(offset),
-        sa.not_(rest.op("GLOB")("*[^.0-9]*")),
+        sa.or_(  # no fraction, or a point and digits
+            rest == "",
+            sa.and_(
+                sa.func.substr(rest, 1, 1) == ".",
+                sa.func.length(rest) > 1,
+                sa.not_(sa.func.substr(rest, 2).op("GLOB")("*[^0-9]*")),
+            ),
+        ),
     )
     seconds = sa.cast(sa.func.strftime("%s", prefix), sa.Integer)
     shift = int(time.layout.utc_offset.total_seconds())
