@@ -28,12 +28,13 @@ from scrape import analyze
 
 from exporter.baseline import Baseline
 from exporter.config import StoreTimeouts
+from exporter.refresher import PUSH_DOWN_ROWS
 from exporter.rows import parse_rows
 from exporter.storage.baseline_store import BaselineStore, read_range
 from exporter.storage.copy_pages import CopyPages
-from exporter.storage.engine import create_engine
+from exporter.storage.engine import create_engine, snapshot
 from exporter.storage.prediction_store import TS, Cursor, ModelSource, Span
-from exporter.storage.push_down import drift_sums
+from exporter.storage.push_down import drift_sums, span_parts
 from exporter.sufficient_stats import drift_layout, fold_drift
 from exporter.window import capture_baseline
 
@@ -85,7 +86,9 @@ def by_rows(source: ModelSource, layout, baseline: Baseline, span: Span) -> dict
 
 
 def pushed(source: ModelSource, layout, baseline: Baseline, span: Span) -> dict[int, np.ndarray]:
-    sums = drift_sums(source, layout, baseline, WIDTH, span)
+    with snapshot(source.engine) as conn:  # in the rebuild's parts, as the refresher sums
+        parts = span_parts(source, span, WIDTH, PUSH_DOWN_ROWS, conn)
+        sums = drift_sums(source, layout, baseline, WIDTH, parts, conn)
     assert not sums.left_ids  # the filled table has no untyped values
     return dict(zip(sums.buckets.tolist(), sums.matrix, strict=True))
 

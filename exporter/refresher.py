@@ -28,7 +28,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from exporter.baseline import Baseline
@@ -61,13 +61,14 @@ from exporter.storage.prediction_store import (
     Stream,
     create_project_tables,
 )
-from exporter.storage.push_down import BucketSums, drift_sums, unsupported
+from exporter.storage.push_down import BucketSums, drift_sums, span_parts, unsupported
 from exporter.sufficient_stats import Totals
 from exporter.window import ModelWindow
 
 log = logging.getLogger(__name__)
-# Rows a statement of the push-down rebuild sums at most (`_push_down_parts`): about a second
-# of DuckDB's or PostgreSQL's work, well within the default statement timeout.
+# Rows a statement of the push-down rebuild sums at most (`push_down.span_parts`): about a
+# second of DuckDB's work, inside the default statement timeout (PostgreSQL takes ten: there a
+# push-down needs a longer `store.timeouts.statement`, or falls back to rows).
 PUSH_DOWN_ROWS = 100_000
 
 EDGE_ROWS = 200  # rows at each edge of the window the unreadable-rows check looks at
@@ -417,14 +418,9 @@ class ModelRefresher:
         width = int(window.drift.width)
         try:
             with snapshot(self.engine) as conn:
-                parts = self._push_down_parts(span, width, conn)
-                sums = BucketSums.concat(
-                    [
-                        drift_sums(
-                            self.source, window.drift_layout, window.baseline, width, p, conn
-                        )
-                        for p in parts
-                    ]
+                parts = span_parts(self.source, span, width, PUSH_DOWN_ROWS, conn)
+                sums = drift_sums(
+                    self.source, window.drift_layout, window.baseline, width, parts, conn
                 )
                 keys = pd.concat(
                     [self.source.read_keys("predictions", p, 2**62, conn) for p in parts],
@@ -447,18 +443,6 @@ class ModelRefresher:
             )
             return None  # the rows' reads go on, on fresh connections
         return _Pushed(sums, pd.concat(left, ignore_index=True) if left else keys.iloc[:0], keys)
-
-    def _push_down_parts(self, span: Span, width: int, conn: Connection) -> list[Span]:
-        """`span` cut at bucket edges into parts of at most PUSH_DOWN_ROWS rows by the
-        store's own count, so that each statement stays within `store.timeouts.statement`."""
-        counts = self.source.count_rows("predictions", width, [span], conn=conn).by_bucket
-        parts, start, rows = [], span.start, 0
-        for bucket in sorted(counts):
-            if rows and rows + counts[bucket] > PUSH_DOWN_ROWS:
-                parts.append(replace(span, start=start, before=float(bucket * width)))
-                start, rows = float(bucket * width), 0
-            rows += counts[bucket]
-        return [*parts, replace(span, start=start)]
 
     def _push_down_fold(self, pushed: _Pushed, now: float) -> None:
         """Fold a rebuild's sums as the rows' fold would have: the rows they left first, then

@@ -240,7 +240,14 @@ def test_bucket_sums_equal_the_row_fold(
     frame = source.read_predictions(span, 10**6)
     expected, expected_rejected = _fold_rows(source, frame, layout, baseline)
 
-    sums = drift_sums(source, layout, baseline, WIDTH, span)
+    # In three parts (two statement shapes: the statements are built once per shape).
+    edges = (T + 600, T + 1260)
+    parts = [
+        Span(T, T + LIVE, before=edges[0]),
+        Span(edges[0], T + LIVE, before=edges[1]),
+        Span(edges[1], T + LIVE),
+    ]
+    sums = drift_sums(source, layout, baseline, WIDTH, parts)
     got = dict(zip(sums.buckets.tolist(), sums.matrix, strict=True))
     left, left_rejected = _fold_rows(source, frame[frame[ID].isin(sums.left_ids)], layout, baseline)
     for bucket, vector in left.items():
@@ -284,7 +291,7 @@ def test_models_with_per_row_terms_are_refused(tmp_path: Path) -> None:
     assert baseline.multivariate is not None
     assert "multivariate" in (unsupported(model, baseline) or "")
     with pytest.raises(ValueError, match="multivariate"):
-        drift_sums(source, drift_layout(model, baseline), baseline, WIDTH, Span(T, T + 60))
+        drift_sums(source, drift_layout(model, baseline), baseline, WIDTH, [Span(T, T + 60)])
     engine.dispose()
 
 

@@ -104,7 +104,10 @@ class EdgeCounters:
         if len(self.gridded):
             on_grid = x if len(self.gridded) == len(x) else x[self.gridded]
             # A value starts one cell low (`EdgeCounter.of`: a rounding margin) and steps on.
-            cell = np.clip((on_grid - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
+            # One far beyond the edges (near the largest double) overflows to an infinity,
+            # which the clip takes to the first or last cell, as it should.
+            with np.errstate(over="ignore"):
+                cell = np.clip((on_grid - self.lo) * self.scale, 1.0, GRID).astype(np.intp) - 1
             at = self.below[cell + np.arange(len(self.gridded))[:, None] * GRID]
             for _ in range(self.steps):
                 at += self.padded[at] <= on_grid

@@ -30,7 +30,8 @@ The refresher rebuilds a window from these sums where `store.push_down` says so
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -77,20 +78,6 @@ class BucketSums:
     matrix: np.ndarray  # buckets x layout.size
     rejected: dict[str, int]
     left_ids: list[Any]
-
-    @classmethod
-    def concat(cls, parts: list[BucketSums]) -> BucketSums:
-        """The sums of spans without a bucket in common, as one."""
-        rejected: dict[str, int] = {}
-        for part in parts:
-            for reason, n in part.rejected.items():
-                rejected[reason] = rejected.get(reason, 0) + n
-        return cls(
-            np.concatenate([p.buckets for p in parts]),
-            np.concatenate([p.matrix for p in parts]),
-            rejected,
-            [i for p in parts for i in p.left_ids],
-        )
 
 
 def _finite(v: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -243,11 +230,19 @@ class _Query:
         self.terms |= {self.attributes[a]: column[a] for a in self.attributes}
         self.table = table
         self.typed = [*where, sa.not_(sa.or_(*untyped))] if untyped else where
+        self._built: dict[str, Any] = {}
         self.left = (
             sa.select(column[src.id_column]).select_from(table).where(*where, sa.or_(*untyped))
             if untyped
             else None
         )
+
+    def built(self, name: str, build: Callable[[], Any]) -> Any:
+        """What `build` makes, made once: the parts of a span share their statements (the
+        span's bounds are bind parameters, `params`), so each is built and compiled once."""
+        if name not in self._built:
+            self._built[name] = build()
+        return self._built[name]
 
     def rows(self, *names: str, centre: dict[str, float] | None = None) -> sa.Subquery:
         """The span's typed rows with their bucket, acceptance and the terms `names`, each
@@ -376,8 +371,12 @@ def _add_scalars(
 ) -> tuple[list[Any], np.ndarray]:
     """Each bucket's counts and sums into `cells`; the bucket key, acceptance (1/0) and row
     count of every group."""
-    source, sums = _scalar_sums(q, layout, baseline)
-    stmt = q.grouped(source, [source.c.mm_ok], [t for _, t in sums], False)
+
+    def build() -> tuple[sa.Select[Any], list[tuple[int, sa.ColumnElement[Any]]]]:
+        source, sums = _scalar_sums(q, layout, baseline)
+        return q.grouped(source, [source.c.mm_ok], [t for _, t in sums], False), sums
+
+    stmt, sums = q.built("scalars", build)
     rows = conn.execute(stmt, q.params).all()
     ok = [r for r in rows if r[1] == 1]
     keys = [r[0] for r in ok]
@@ -399,15 +398,18 @@ def _add_bins(conn: sa.Connection, q: _Query, layout: Layout, cells: _Cells) -> 
     pass over the rows: each row is joined to the list of binned columns and grouped by
     (bucket, column, its bin); a `UNION ALL` of one grouping per column read the rows once
     per column."""
-    which = sa.union_all(  # not VALUES: SQLite cannot name the columns of one
-        *(sa.select(sa.literal(j, sa.Integer).label("mm_j")) for j in range(len(q.binned)))
-    ).subquery("mm_binned")
-    rows = q.rows(*(f"mm_b{j}" for j in range(len(q.binned))))
-    fine = sa.case(
-        *((which.c.mm_j == j, rows.c[f"mm_b{j}"]) for j in range(len(q.binned))), else_=-1
-    )
-    stmt = q.grouped(rows, [which.c.mm_j, fine], [], also=which)
-    rows = [r for r in conn.execute(stmt, q.params).all() if r[2] >= 0]
+
+    def build() -> sa.Select[Any]:
+        which = sa.union_all(  # not VALUES: SQLite cannot name the columns of one
+            *(sa.select(sa.literal(j, sa.Integer).label("mm_j")) for j in range(len(q.binned)))
+        ).subquery("mm_binned")
+        rows = q.rows(*(f"mm_b{j}" for j in range(len(q.binned))))
+        fine = sa.case(
+            *((which.c.mm_j == j, rows.c[f"mm_b{j}"]) for j in range(len(q.binned))), else_=-1
+        )
+        return q.grouped(rows, [which.c.mm_j, fine], [], also=which)
+
+    rows = [r for r in conn.execute(q.built("bins", build), q.params).all() if r[2] >= 0]
     starts = np.array([layout["bins", n].start for n, _, _ in q.binned], dtype=np.intp)
     part = np.array([r[1] for r in rows], dtype=np.intp)
     index = np.array([r[2] for r in rows], dtype=np.intp)
@@ -422,8 +424,12 @@ def _add_categories(
     (`category_column`), once each."""
     model = q.model
     for name, term in q.categories.items():
-        source = q.rows(term)
-        rows = conn.execute(q.grouped(source, [source.c[term]], []), q.params).all()
+
+        def build(term: str = term) -> sa.Select[Any]:
+            source = q.rows(term)
+            return q.grouped(source, [source.c[term]], [])
+
+        rows = conn.execute(q.built(term, build), q.params).all()
         keys, n, names = _named(rows)
         has = present(names)
         cells.add(keys, layout["missing", name].start, n * ~has)
@@ -433,17 +439,22 @@ def _add_categories(
             cells.add(keys, layout["bins", name].start + ref.bin(names), n * has)
     threshold = model.performance.classification_threshold
     cutoff = model.fairness.regression_cutoff
+    selects = model.kind == "binary_classification" or cutoff is not None
+    stats = ["fair_output", "fair_output2"] + (["fair_selected"] if selects else [])
     for attribute, groups in model_groups(model, baseline).fairness.items():
-        source = q.rows(q.attributes[attribute], "mm_output", "mm_prediction")
-        output, prediction = source.c.mm_output, source.c.mm_prediction
-        if model.kind == "binary_classification":
-            chosen = output >= _value(threshold)
-        else:
-            chosen = None if cutoff is None else prediction >= _value(cutoff)
-        stats = ["fair_output", "fair_output2"] + ([] if chosen is None else ["fair_selected"])
-        terms = [output, output * output] + ([] if chosen is None else [_flag(chosen)])
-        key = source.c[q.attributes[attribute]]
-        rows = conn.execute(q.grouped(source, [key], terms), q.params).all()
+        term = q.attributes[attribute]
+
+        def build(term: str = term) -> sa.Select[Any]:
+            source = q.rows(term, "mm_output", "mm_prediction")
+            output, prediction = source.c.mm_output, source.c.mm_prediction
+            terms = [output, output * output]
+            if model.kind == "binary_classification":
+                terms.append(_flag(output >= _value(threshold)))
+            elif cutoff is not None:
+                terms.append(_flag(prediction >= _value(cutoff)))
+            return q.grouped(source, [source.c[term]], terms)
+
+        rows = conn.execute(q.built(term, build), q.params).all()
         keys, n, names = _named(rows)
         index = group_index(names, groups)
         for i, stat in enumerate(["fair_n", *stats]):
@@ -458,33 +469,64 @@ def _named(rows: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
     return [r[0] for r in rows], np.array([r[2] for r in rows], dtype=float), names
 
 
+def span_parts(
+    source: ModelSource, span: Span, width: int, most: int, conn: sa.Connection
+) -> list[Span]:
+    """`span` cut at edges of buckets of `width` seconds into parts of at most `most` rows by
+    the store's own count (a bucket of more is a part of its own), so that each statement of
+    `drift_sums` stays within the statement timeout."""
+    counts = source.count_rows("predictions", width, [span], conn=conn).by_bucket
+    parts, start, rows = [], span.start, 0
+    for bucket in sorted(counts):
+        if rows and rows + counts[bucket] > most:
+            parts.append(replace(span, start=start, before=float(bucket * width)))
+            start, rows = float(bucket * width), 0
+        rows += counts[bucket]
+    return [*parts, replace(span, start=start)]
+
+
 def drift_sums(
     source: ModelSource,
     layout: Layout,
     baseline: Baseline | None,
     width: int,
-    span: Span,
+    spans: Sequence[Span],
     conn: sa.Connection | None = None,
 ) -> BucketSums:
-    """The drift vector of every bucket of `width` seconds with rows in `span`, summed by the
+    """The drift vector of every bucket of `width` seconds with rows in `spans` (parts of a
+    span, without a bucket in common: each of its statements stays short), summed by the
     database in one snapshot (all its statements see the same rows: `conn`'s, if given, else
     one of its own), in `layout`."""
     model = source.model
     reason = unsupported(model, baseline)
     if reason is not None:
         raise ValueError(f"model {model.model_id}: drift sums need rows: {reason}")
-    q = _Query(source, baseline, span, width)
     cells = _Cells(layout)
+    queries: dict[tuple[bool, bool, bool], _Query] = {}  # by span shape: its statements
+    keys: list[Any] = []
+    groups, left = [np.zeros((0, 2), np.int64)], []
     opened = contextlib.nullcontext(conn) if conn is not None else snapshot(source.engine)
     with opened as c:
-        keys, groups = _add_scalars(c, q, layout, baseline, cells)
-        if q.binned:
-            _add_bins(c, q, layout, cells)
-        _add_categories(c, q, layout, baseline, cells)
-        left = [] if q.left is None else list(c.execute(q.left, q.params).scalars())
-    ids, matrix = cells.matrix(q.buckets(cells.keys))
-    timed = q.buckets(keys) >= 0
-    ok, n = groups.reshape(-1, 2).T
+        for span in spans:
+            q = queries.get(span.shape)
+            if q is None:
+                q = queries[span.shape] = _Query(source, baseline, span, width)
+            else:
+                q.params = source.predictions_in(span, width)[2]
+            found, counted = _add_scalars(c, q, layout, baseline, cells)
+            keys += found
+            groups.append(counted)
+            if q.binned:
+                _add_bins(c, q, layout, cells)
+            _add_categories(c, q, layout, baseline, cells)
+            if q.left is not None:
+                left += c.execute(q.left, q.params).scalars()
+    buckets = (
+        next(iter(queries.values())).buckets if queries else partial(np.asarray, dtype=np.int64)
+    )
+    ids, matrix = cells.matrix(buckets(cells.keys))
+    timed = buckets(keys) >= 0
+    ok, n = np.concatenate(groups).T
     rejected = {
         # a text time whose second is no time at all: as parse_rows, not a bad prediction
         "invalid_timestamp": int(n[~timed].sum()),
