@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,12 @@ from scrape import analyze
 
 from exporter.baseline import Baseline
 from exporter.config import StoreTimeouts
-from exporter.refresher import PUSH_DOWN_ROWS
 from exporter.rows import parse_rows
 from exporter.storage.baseline_store import BaselineStore, read_range
 from exporter.storage.copy_pages import CopyPages
 from exporter.storage.engine import create_engine, snapshot
 from exporter.storage.prediction_store import TS, Cursor, ModelSource, Span
-from exporter.storage.push_down import drift_sums, span_parts
+from exporter.storage.push_down import FIRST_PART_ROWS, drift_sums_in_parts
 from exporter.sufficient_stats import drift_layout, fold_drift
 from exporter.window import capture_baseline
 
@@ -85,10 +85,13 @@ def by_rows(source: ModelSource, layout, baseline: Baseline, span: Span) -> dict
         page = Span(span.start, span.until, after=Cursor(last[TS], last["id"]))
 
 
-def pushed(source: ModelSource, layout, baseline: Baseline, span: Span) -> dict[int, np.ndarray]:
-    with snapshot(source.engine) as conn:  # in the rebuild's parts, as the refresher sums
-        parts = span_parts(source, span, WIDTH, PUSH_DOWN_ROWS, conn)
-        sums = drift_sums(source, layout, baseline, WIDTH, parts, conn)
+def pushed(
+    source: ModelSource, layout, baseline: Baseline, span: Span, first: int | None = None
+) -> dict[int, np.ndarray]:
+    """The push-down route in parts, as the refresher sums with the default statement
+    timeout (5 s)."""
+    with snapshot(source.engine) as conn:
+        sums, _ = drift_sums_in_parts(source, layout, baseline, WIDTH, span, conn, 5.0, first)
     assert not sums.left_ids  # the filled table has no untyped values
     return dict(zip(sums.buckets.tolist(), sums.matrix, strict=True))
 
@@ -96,6 +99,12 @@ def pushed(source: ModelSource, layout, baseline: Baseline, span: Span) -> dict[
 def main() -> None:
     parser = store_parser(__doc__)
     parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument(
+        "--first-part",
+        type=int,
+        default=FIRST_PART_ROWS,
+        help="rows of the push-down's first part (the next are sized by its rate)",
+    )
     parser.add_argument(
         "--hours",
         type=int,
@@ -131,7 +140,8 @@ def main() -> None:
         best: dict[str, float] = {}
         results = {}
         for _ in range(2):
-            for route, run in (("rows", by_rows), ("push-down", pushed)):
+            routes = (("rows", by_rows), ("push-down", partial(pushed, first=args.first_part)))
+            for route, run in routes:
                 started = time.perf_counter()
                 results[route] = run(source, layout, baseline, span)
                 seconds = time.perf_counter() - started

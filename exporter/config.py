@@ -617,10 +617,12 @@ class StoreConfig(_Strict):
         "auto",
         description="Rebuild a model's drift window from sums the database computes (`GROUP "
         "BY` bucket: counts, bins, tail and correlation sums) instead of reading its rows. "
-        "`auto`: where that was measured faster, DuckDB (`duckdb:///` URLs), and not on SQLite "
-        "or PostgreSQL (docs/performance.md, Push-down). Models whose drift needs Python per row "
-        "(estimation, multivariate drift) and labels read with their predictions are rebuilt "
-        "from rows; so is a model whose sums exceed `timeouts.statement`.",
+        "`auto`: on for DuckDB (`duckdb:///` URLs: an analytical engine, where the sums took "
+        "about as long as the rows at a million rows and scale past the exporter's memory), off "
+        "for SQLite and PostgreSQL (the rows 6-13x faster; docs/performance.md, Push-down). "
+        "Models whose drift needs Python per row (estimation, multivariate drift) and labels "
+        "read with their predictions are rebuilt from rows; so is a model whose sums exceed "
+        "`timeouts.statement`.",
     )
 
 

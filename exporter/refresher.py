@@ -61,15 +61,11 @@ from exporter.storage.prediction_store import (
     Stream,
     create_project_tables,
 )
-from exporter.storage.push_down import BucketSums, drift_sums, span_parts, unsupported
+from exporter.storage.push_down import BucketSums, drift_sums_in_parts, unsupported
 from exporter.sufficient_stats import Totals
 from exporter.window import ModelWindow
 
 log = logging.getLogger(__name__)
-# Rows a statement of the push-down rebuild sums at most (`push_down.span_parts`): about a
-# second of DuckDB's work, inside the default statement timeout (PostgreSQL takes ten: there a
-# push-down needs a longer `store.timeouts.statement`, or falls back to rows).
-PUSH_DOWN_ROWS = 100_000
 
 EDGE_ROWS = 200  # rows at each edge of the window the unreadable-rows check looks at
 
@@ -149,9 +145,11 @@ class ModelRefresher:
         clock: Callable[[], float] = time.time,
         bulk: CopyPages | None = None,
         push_down: bool = False,
+        statement_timeout: float = 5.0,
     ) -> None:
         self.model = model
         self.push_down = push_down  # store.push_down: rebuild the drift window from sums
+        self.statement_timeout = statement_timeout  # store.timeouts.statement: sizes its parts
         self.settings = settings
         self.clock = clock
         self.source = ModelSource(engine, model, bulk)
@@ -418,9 +416,14 @@ class ModelRefresher:
         width = int(window.drift.width)
         try:
             with snapshot(self.engine) as conn:
-                parts = span_parts(self.source, span, width, PUSH_DOWN_ROWS, conn)
-                sums = drift_sums(
-                    self.source, window.drift_layout, window.baseline, width, parts, conn
+                sums, parts = drift_sums_in_parts(
+                    self.source,
+                    window.drift_layout,
+                    window.baseline,
+                    width,
+                    span,
+                    conn,
+                    self.statement_timeout,  # a part of several statements
                 )
                 keys = pd.concat(
                     [self.source.read_keys("predictions", p, 2**62, conn) for p in parts],

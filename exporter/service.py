@@ -60,7 +60,15 @@ class MonitorService:
             config.store.push_down == "auto" and self.engine.dialect.name == "duckdb"
         )
         self.refreshers = {
-            m.model_id: ModelRefresher(m, config.exporter, self.engine, clock, bulk, push_down)
+            m.model_id: ModelRefresher(
+                m,
+                config.exporter,
+                self.engine,
+                clock,
+                bulk,
+                push_down,
+                config.store.timeouts.statement,
+            )
             for m in config.models
             if shard is None or shard.owns(m.model_id)
         }

@@ -30,9 +30,10 @@ from exporter.cli import capture
 from exporter.config import parse_config
 from exporter.rows import Rejections, parse_rows
 from exporter.service import MonitorService
-from exporter.storage.engine import DeadlineExceededError, create_engine
+from exporter.storage import push_down
+from exporter.storage.engine import DeadlineExceededError, create_engine, snapshot
 from exporter.storage.prediction_store import ID, TS, ModelSource, Span
-from exporter.storage.push_down import drift_sums, fine_bin, unsupported
+from exporter.storage.push_down import drift_sums, drift_sums_in_parts, fine_bin, unsupported
 from exporter.sufficient_stats import drift_layout, fold_drift
 from exporter.window import capture_baseline
 from tests import test_rebuild_labels as rebuild_labels
@@ -43,18 +44,21 @@ WIDTH = 60
 LIVE = 1800.0  # seconds of live rows: 30 buckets
 
 
-def _model(kind: str, time_kind: str) -> Any:
+FEATURES: dict[str, Any] = {
+    "x1": {"type": "numeric", "valid_range": [-2, 2]},
+    "x2": "numeric",
+    "n3": "numeric",
+    "color": "categorical",
+    "code": "categorical",
+}
+
+
+def _model(kind: str, features: tuple[str, ...] = tuple(FEATURES)) -> Any:
     model: dict[str, Any] = {
         "model_id": "m",
         "kind": kind,
         "source": {"table": "preds", "model_column": "model_name"},
-        "features": {
-            "x1": {"type": "numeric", "valid_range": [-2, 2]},
-            "x2": "numeric",
-            "n3": "numeric",
-            "color": "categorical",
-            "code": "categorical",
-        },
+        "features": {n: FEATURES[n] for n in features},
         "protected_attributes": ["tier"],
         "estimation": {"enabled": False},
         "multivariate": {"enabled": False},
@@ -193,11 +197,32 @@ CASES = [
 def test_bucket_sums_equal_the_row_fold(
     dialect: str, time_kind: str, kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    rng = np.random.default_rng(hash((dialect, time_kind, kind)) % 2**32)
+    _sums_against_rows(dialect, time_kind, kind, tuple(FEATURES), tmp_path, request)
+
+
+@pytest.mark.parametrize("features", [("x1", "color"), ("color",)], ids=["one-numeric", "none"])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "duckdb"])
+def test_bucket_sums_of_models_with_fewer_numeric_features(
+    dialect: str, features: tuple[str, ...], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """No correlation sums (one numeric feature), no numeric feature at all: the output's
+    bins and the categories alone."""
+    _sums_against_rows(dialect, "epoch", "regression", features, tmp_path, request)
+
+
+def _sums_against_rows(
+    dialect: str,
+    time_kind: str,
+    kind: str,
+    features: tuple[str, ...],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    rng = np.random.default_rng(hash((dialect, time_kind, kind, features)) % 2**32)
     engine = create_engine(_url(dialect, tmp_path, request))
     table = _table(time_kind)
     table.metadata.create_all(engine)
-    model = _model(kind, time_kind)
+    model = _model(kind, features)
     source = ModelSource(engine, model)
 
     def insert(frame: pd.DataFrame) -> None:
@@ -217,7 +242,8 @@ def test_bucket_sums_equal_the_row_fold(
     epoch = source.time_format("predictions").to_epoch(reference[TS])
     baseline = capture_baseline(model, parse_rows(reference, model, epoch)[0])
     assert unsupported(model, baseline) is None
-    edges = np.concatenate([r.edges for r in (baseline.features["x1"], baseline.prediction)])
+    numeric = [baseline.features[n] for n in model.numeric_features]
+    edges = np.concatenate([r.edges for r in (*numeric, baseline.prediction)])
     live = _spoil(rng, _rows(rng, kind, T, int(LIVE), 10_000), edges, dialect, kind)
     other = _rows(rng, kind, T, 300, 20_000).assign(model_name="other")  # not model m's
     insert(pd.concat([live, other]))
@@ -240,14 +266,11 @@ def test_bucket_sums_equal_the_row_fold(
     frame = source.read_predictions(span, 10**6)
     expected, expected_rejected = _fold_rows(source, frame, layout, baseline)
 
-    # In three parts (two statement shapes: the statements are built once per shape).
-    edges = (T + 600, T + 1260)
-    parts = [
-        Span(T, T + LIVE, before=edges[0]),
-        Span(edges[0], T + LIVE, before=edges[1]),
-        Span(edges[1], T + LIVE),
-    ]
-    sums = drift_sums(source, layout, baseline, WIDTH, parts)
+    # In parts of about 97 rows (no time budget), cut at bucket edges by the store's count:
+    # two statement shapes, each built once.
+    with snapshot(engine) as conn:
+        sums, parts = drift_sums_in_parts(source, layout, baseline, WIDTH, span, conn, 0.0, 97)
+    assert len(parts) > 5
     got = dict(zip(sums.buckets.tolist(), sums.matrix, strict=True))
     left, left_rejected = _fold_rows(source, frame[frame[ID].isin(sums.left_ids)], layout, baseline)
     for bucket, vector in left.items():
@@ -262,11 +285,12 @@ def test_bucket_sums_equal_the_row_fold(
     # The data reached every case it was built for.
     total = sum(expected.values())
     for stat, name in (("missing", "x1"), ("out_of_range", "x1"), ("new_category", "color")):
-        assert layout.read(total, stat, name).sum() > 0, (stat, name)
+        if name in model.features:
+            assert layout.read(total, stat, name).sum() > 0, (stat, name)
     assert expected_rejected.counts["invalid_prediction"] > 0
     if dialect == "sqlite":
         assert len(sums.left_ids) > 0
-    else:
+    elif "x2" in model.features:
         assert layout.read(total, "type_error", "x2").sum() > 0
     engine.dispose()
 
@@ -277,7 +301,7 @@ def test_models_with_per_row_terms_are_refused(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
     table = _table("epoch")
     table.metadata.create_all(engine)
-    model = _model("regression", "epoch")
+    model = _model("regression")
     model = model.model_copy(
         update={"multivariate": model.multivariate.model_copy(update={"enabled": True})}
     )
@@ -337,8 +361,8 @@ def test_a_window_rebuilt_from_sums_is_the_window_rebuilt_from_rows(
     """`store.push_down`: the rebuild by the database's sums leaves the window, rejections,
     ledgers and read positions the rows' rebuild leaves, and so do the live reads after it
     (test_rebuild_labels' table: rows of every kind, labels in the predictions table). The
-    sums come in parts of at most 97 rows here, cut at bucket edges."""
-    monkeypatch.setattr(refresher_module, "PUSH_DOWN_ROWS", 97)
+    sums come in parts here: a first one of 97 rows, cut at a bucket edge."""
+    monkeypatch.setattr(push_down, "FIRST_PART_ROWS", 97)
     drift, performance = windows
     model = rebuild_labels.MODEL | {
         "drift_window": {"length": drift, "bucket": "1m"},
@@ -425,7 +449,7 @@ def test_sums_past_the_statement_timeout_leave_the_rebuild_to_rows(
     def too_slow(*_args: Any, **_kwargs: Any) -> None:
         raise DeadlineExceededError.of("SELECT ...", {}, 5.0)
 
-    monkeypatch.setattr(refresher_module, "drift_sums", too_slow)
+    monkeypatch.setattr(refresher_module, "drift_sums_in_parts", too_slow)
     service = MonitorService(config, clock=Clock(T0))
     with caplog.at_level(logging.INFO, logger="exporter.refresher"):
         service.start_warmup().join()

@@ -30,6 +30,7 @@ The refresher rebuilds a window from these sums where `store.push_down` says so
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -56,6 +57,7 @@ from exporter.sufficient_stats import (
 )
 
 INF = float("inf")
+FIRST_PART_ROWS = 100_000  # rows of the first part of `drift_sums_in_parts`
 
 
 def unsupported(model: ModelConfig, baseline: Baseline | None) -> str | None:
@@ -216,7 +218,7 @@ class _Query:
             "mm_ok": _flag(sa.and_(*accepted)),
             "mm_prediction": prediction,
             "mm_output": output,
-            "mm_complete": _flag(sa.and_(*(_finite(v) for v in numeric))),
+            "mm_complete": _flag(sa.and_(sa.true(), *(_finite(v) for v in numeric))),
         }
         self.terms |= {
             f"mm_b{j}": sa.case((_finite(v), fine_bin(v, ref)), else_=-1)
@@ -330,7 +332,8 @@ def _scalar_sums(
         if corr and baseline is not None
         else None
     )
-    rows = q.rows("mm_output", "mm_complete", *q.numeric.values(), centre=centre)
+    complete = ("mm_complete",) if centre is not None else ()
+    rows = q.rows("mm_output", *complete, *q.numeric.values(), centre=centre)
     output = rows.c.mm_output
     cells: list[tuple[int, sa.ColumnElement[Any]]] = []
 
@@ -469,20 +472,53 @@ def _named(rows: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
     return [r[0] for r in rows], np.array([r[2] for r in rows], dtype=float), names
 
 
-def span_parts(
-    source: ModelSource, span: Span, width: int, most: int, conn: sa.Connection
-) -> list[Span]:
-    """`span` cut at edges of buckets of `width` seconds into parts of at most `most` rows by
-    the store's own count (a bucket of more is a part of its own), so that each statement of
-    `drift_sums` stays within the statement timeout."""
-    counts = source.count_rows("predictions", width, [span], conn=conn).by_bucket
-    parts, start, rows = [], span.start, 0
-    for bucket in sorted(counts):
-        if rows and rows + counts[bucket] > most:
-            parts.append(replace(span, start=start, before=float(bucket * width)))
-            start, rows = float(bucket * width), 0
-        rows += counts[bucket]
-    return [*parts, replace(span, start=start)]
+class _Summer:
+    """Sums of a span's parts in one layout, built up part by part; each statement is built
+    once per part shape (its bounds are bind parameters)."""
+
+    def __init__(
+        self, source: ModelSource, layout: Layout, baseline: Baseline | None, width: int
+    ) -> None:
+        reason = unsupported(source.model, baseline)
+        if reason is not None:
+            raise ValueError(f"model {source.model.model_id}: drift sums need rows: {reason}")
+        self.source, self.layout, self.baseline, self.width = source, layout, baseline, width
+        self.cells = _Cells(layout)
+        self.queries: dict[tuple[bool, bool, bool], _Query] = {}
+        self.keys: list[Any] = []
+        self.groups = [np.zeros((0, 2), np.int64)]
+        self.left: list[Any] = []
+
+    def add(self, conn: sa.Connection, span: Span) -> None:
+        q = self.queries.get(span.shape)
+        if q is None:
+            q = self.queries[span.shape] = _Query(self.source, self.baseline, span, self.width)
+        else:
+            q.params = self.source.predictions_in(span, self.width)[2]
+        found, counted = _add_scalars(conn, q, self.layout, self.baseline, self.cells)
+        self.keys += found
+        self.groups.append(counted)
+        if q.binned:
+            _add_bins(conn, q, self.layout, self.cells)
+        _add_categories(conn, q, self.layout, self.baseline, self.cells)
+        if q.left is not None:
+            self.left += conn.execute(q.left, q.params).scalars()
+
+    def result(self) -> BucketSums:
+        buckets = (
+            next(iter(self.queries.values())).buckets
+            if self.queries
+            else partial(np.asarray, dtype=np.int64)
+        )
+        ids, matrix = self.cells.matrix(buckets(self.cells.keys))
+        timed = buckets(self.keys) >= 0
+        ok, n = np.concatenate(self.groups).T
+        rejected = {
+            # a text time whose second is no time at all: as parse_rows, not a bad prediction
+            "invalid_timestamp": int(n[~timed].sum()),
+            "invalid_prediction": int(n[timed & (ok == 0)].sum()),
+        }
+        return BucketSums(ids, matrix, rejected, self.left)
 
 
 def drift_sums(
@@ -494,42 +530,52 @@ def drift_sums(
     conn: sa.Connection | None = None,
 ) -> BucketSums:
     """The drift vector of every bucket of `width` seconds with rows in `spans` (parts of a
-    span, without a bucket in common: each of its statements stays short), summed by the
-    database in one snapshot (all its statements see the same rows: `conn`'s, if given, else
-    one of its own), in `layout`."""
-    model = source.model
-    reason = unsupported(model, baseline)
-    if reason is not None:
-        raise ValueError(f"model {model.model_id}: drift sums need rows: {reason}")
-    cells = _Cells(layout)
-    queries: dict[tuple[bool, bool, bool], _Query] = {}  # by span shape: its statements
-    keys: list[Any] = []
-    groups, left = [np.zeros((0, 2), np.int64)], []
+    span, without a bucket in common), summed by the database in one snapshot (all its
+    statements see the same rows: `conn`'s, if given, else one of its own), in `layout`."""
+    summer = _Summer(source, layout, baseline, width)
     opened = contextlib.nullcontext(conn) if conn is not None else snapshot(source.engine)
     with opened as c:
         for span in spans:
-            q = queries.get(span.shape)
-            if q is None:
-                q = queries[span.shape] = _Query(source, baseline, span, width)
-            else:
-                q.params = source.predictions_in(span, width)[2]
-            found, counted = _add_scalars(c, q, layout, baseline, cells)
-            keys += found
-            groups.append(counted)
-            if q.binned:
-                _add_bins(c, q, layout, cells)
-            _add_categories(c, q, layout, baseline, cells)
-            if q.left is not None:
-                left += c.execute(q.left, q.params).scalars()
-    buckets = (
-        next(iter(queries.values())).buckets if queries else partial(np.asarray, dtype=np.int64)
-    )
-    ids, matrix = cells.matrix(buckets(cells.keys))
-    timed = buckets(keys) >= 0
-    ok, n = np.concatenate(groups).T
-    rejected = {
-        # a text time whose second is no time at all: as parse_rows, not a bad prediction
-        "invalid_timestamp": int(n[~timed].sum()),
-        "invalid_prediction": int(n[timed & (ok == 0)].sum()),
-    }
-    return BucketSums(ids, matrix, rejected, left)
+            summer.add(c, span)
+    return summer.result()
+
+
+def drift_sums_in_parts(
+    source: ModelSource,
+    layout: Layout,
+    baseline: Baseline | None,
+    width: int,
+    span: Span,
+    conn: sa.Connection,
+    budget: float,
+    first: int | None = None,
+) -> tuple[BucketSums, list[Span]]:
+    """`drift_sums` of `span` on `conn`, cut at bucket edges into parts each summed within
+    about `budget` seconds (the statement timeout: a part is several statements, none of
+    which takes it all): the first part is of `first`
+    rows (`FIRST_PART_ROWS`) by the store's own count, each next one as many rows as the
+    parts before summed in `budget` at the rate they took. A fixed size was either too small
+    for DuckDB (100,000 rows: twice the time of one part, its planning repeated per
+    statement) or too large for PostgreSQL. Also returns the parts."""
+    first = FIRST_PART_ROWS if first is None else first
+    counts = source.count_rows("predictions", width, [span], conn=conn).by_bucket
+    buckets = sorted(counts)
+    summer = _Summer(source, layout, baseline, width)
+    parts: list[Span] = []
+    start, at, most, done, took = span.start, 0, first, 0, 0.0
+    while True:
+        rows, end = 0, at
+        while end < len(buckets) and (rows == 0 or rows + counts[buckets[end]] <= most):
+            rows += counts[buckets[end]]
+            end += 1
+        last = end >= len(buckets)
+        part = replace(span, start=start, before=None if last else float(buckets[end] * width))
+        began = time.perf_counter()
+        summer.add(conn, part)
+        took += time.perf_counter() - began
+        parts.append(part)
+        if last:
+            return summer.result(), parts
+        done += rows
+        start, at = float(buckets[end] * width), end
+        most = max(first, int(done / max(took, 1e-3) * budget))
