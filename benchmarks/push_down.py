@@ -1,5 +1,5 @@
 """Push-down against the row route: the drift sums of a whole window, computed by the database
-(`storage/push_down.drift_sums`) or read, parsed and folded by the exporter, per store.
+(`storage/push_down.drift_sums_in_parts`) or read, parsed and folded by the exporter, per store.
 
     python benchmarks/push_down.py [--store-url URL] [--rows 20000] [--hours 6]
 

@@ -619,7 +619,7 @@ class StoreConfig(_Strict):
         "BY` bucket: counts, bins, tail and correlation sums) instead of reading its rows. "
         "`auto`: on for DuckDB (`duckdb:///` URLs: an analytical engine, where the sums took "
         "about as long as the rows at a million rows and scale past the exporter's memory), off "
-        "for SQLite and PostgreSQL (the rows 6-13x faster; docs/performance.md, Push-down). "
+        "for SQLite and PostgreSQL (the rows 8-14x faster; docs/performance.md, Push-down). "
         "Models whose drift needs Python per row (estimation, multivariate drift) and labels "
         "read with their predictions are rebuilt from rows; so is a model whose sums exceed "
         "`timeouts.statement`.",

@@ -27,13 +27,13 @@ from hypothesis import strategies as st
 from exporter import refresher as refresher_module
 from exporter.baseline import NumericReference
 from exporter.cli import capture
-from exporter.config import parse_config
+from exporter.config import Config, parse_config
 from exporter.rows import Rejections, parse_rows
 from exporter.service import MonitorService
 from exporter.storage import push_down
 from exporter.storage.engine import DeadlineExceededError, create_engine, snapshot
 from exporter.storage.prediction_store import ID, TS, ModelSource, Span
-from exporter.storage.push_down import drift_sums, drift_sums_in_parts, fine_bin, unsupported
+from exporter.storage.push_down import drift_sums_in_parts, fine_bin, unsupported
 from exporter.sufficient_stats import drift_layout, fold_drift
 from exporter.window import capture_baseline
 from tests import test_rebuild_labels as rebuild_labels
@@ -327,8 +327,9 @@ def test_models_with_per_row_terms_are_refused(tmp_path: Path) -> None:
     baseline = capture_baseline(model, parse_rows(reference, model, epoch)[0])
     assert baseline.multivariate is not None
     assert "multivariate" in (unsupported(model, baseline) or "")
-    with pytest.raises(ValueError, match="multivariate"):
-        drift_sums(source, drift_layout(model, baseline), baseline, WIDTH, [Span(T, T + 60)])
+    layout = drift_layout(model, baseline)
+    with snapshot(engine) as conn, pytest.raises(ValueError, match="multivariate"):
+        drift_sums_in_parts(source, layout, baseline, WIDTH, Span(T, T + 60), conn, 5.0)
     engine.dispose()
 
 
@@ -357,6 +358,21 @@ def test_fine_bins_in_sql_equal_numpy(reference: list[float], extra: list[float]
         assert list(got) == ref.bin(values).tolist()
 
 
+def _filled(config: Config) -> Config:
+    """`config` (model `same`) on test_rebuild_labels' table, filled, with a baseline."""
+    engine = sa.create_engine(config.store.url)
+    rebuild_labels._fill(engine, config.models[0].performance_window.buckets)
+    engine.dispose()
+    capture(config, "same", T0 - 7200, T0 - 3600, command="test")
+    return config
+
+
+def _routed(config: Config, push_down: str) -> Config:
+    return config.model_copy(
+        update={"store": config.store.model_copy(update={"push_down": push_down})}
+    )
+
+
 @pytest.mark.parametrize(
     "windows",
     [("10m", "20m"), ("20m", "10m")],  # the performance window longer, or the drift window
@@ -383,15 +399,8 @@ def test_a_window_rebuilt_from_sums_is_the_window_rebuilt_from_rows(
         "estimation": {"enabled": False},
         "multivariate": {"enabled": False},
     }
-    store_url = _url(dialect, tmp_path, request)
-    config = make_config(store_url, models=[model], batch_rows=200)
-    rows, sums = (
-        config.model_copy(update={"store": config.store.model_copy(update={"push_down": route})})
-        for route in ("off", "on")
-    )
-    engine = sa.create_engine(store_url)
-    rebuild_labels._fill(engine, rows.models[0].performance_window.buckets)
-    capture(rows, "same", T0 - 7200, T0 - 3600, command="test")
+    config = _filled(make_config(_url(dialect, tmp_path, request), [model], batch_rows=200))
+    rows, sums = _routed(config, "off"), _routed(config, "on")
     clock = Clock(T0)
     routes = {"sums": MonitorService(sums, clock=clock), "rows": MonitorService(rows, clock=clock)}
     states: dict[str, list[dict]] = {name: [] for name in routes}
@@ -401,6 +410,7 @@ def test_a_window_rebuilt_from_sums_is_the_window_rebuilt_from_rows(
             states[name].append(rebuild_labels._state(service.refreshers["same"]))
     assert "drift window rebuilt from the store's sums" in caplog.text
     assert routes["sums"].refreshers["same"].push_down
+    engine = sa.create_engine(config.store.url)
     rebuild_labels._label_later(engine)
     engine.dispose()
     for step in (300, 60, 60):
@@ -423,16 +433,8 @@ def test_models_the_sums_cannot_serve_are_rebuilt_from_rows(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With estimation on (the default), the model's window is rebuilt from rows and says why."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    config = make_config(url, models=[rebuild_labels.MODEL])
-    config = config.model_copy(
-        update={"store": config.store.model_copy(update={"push_down": "on"})}
-    )
-    engine = sa.create_engine(url)
-    rebuild_labels._fill(engine, config.models[0].performance_window.buckets)
-    capture(config, "same", T0 - 7200, T0 - 3600, command="test")
-    engine.dispose()
-    service = MonitorService(config, clock=Clock(T0))
+    config = _filled(make_config(f"sqlite:///{tmp_path / 'store.db'}", [rebuild_labels.MODEL]))
+    service = MonitorService(_routed(config, "on"), clock=Clock(T0))
     with caplog.at_level(logging.INFO, logger="exporter.refresher"):
         service.start_warmup().join()
     assert "window rebuilt from rows, not sums: DLE" in caplog.text
@@ -445,19 +447,11 @@ def test_sums_past_the_statement_timeout_leave_the_rebuild_to_rows(
 ) -> None:
     """A statement of the sums that the watchdog ends (faked here: no store here is slow on
     demand) costs no failed refresh: the window is rebuilt from rows, and stays so."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
     model = rebuild_labels.MODEL | {
         "estimation": {"enabled": False},
         "multivariate": {"enabled": False},
     }
-    config = make_config(url, models=[model])
-    config = config.model_copy(
-        update={"store": config.store.model_copy(update={"push_down": "on"})}
-    )
-    engine = sa.create_engine(url)
-    rebuild_labels._fill(engine, config.models[0].performance_window.buckets)
-    capture(config, "same", T0 - 7200, T0 - 3600, command="test")
-    engine.dispose()
+    config = _routed(_filled(make_config(f"sqlite:///{tmp_path / 'store.db'}", [model])), "on")
 
     def too_slow(*_args: Any, **_kwargs: Any) -> None:
         raise DeadlineExceededError.of("SELECT ...", {}, 5.0)

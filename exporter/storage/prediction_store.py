@@ -509,6 +509,10 @@ class ModelSource:
             values["ids"] = list(span.ids)
         return {prefix + name: value for name, value in values.items()}
 
+    def _on(self, conn: sa.Connection | None) -> contextlib.AbstractContextManager[sa.Connection]:
+        """`conn` (a caller's snapshot, left open), or a read connection of its own."""
+        return contextlib.nullcontext(conn) if conn is not None else self._reads.connect()
+
     def _fetch(
         self,
         stmt: sa.Select[Any],
@@ -524,7 +528,7 @@ class ModelSource:
             frame = self.bulk.read(stmt, params)
             if frame is not None:
                 return frame
-        with contextlib.nullcontext(conn) if conn is not None else self._reads.connect() as c:
+        with self._on(conn) as c:
             columns, rows = fetch_all(c, stmt, params)
         if not rows:  # most live reads: a copy of a kept empty frame is 100x cheaper to make
             return _empty(tuple(columns)).copy()
@@ -792,7 +796,7 @@ class ModelSource:
         each row's bucket and groups by it, about ten times the cost on SQLite (issue 11).
         `conn`: see `_fetch`.
         """
-        with contextlib.nullcontext(conn) if conn is not None else self._reads.connect() as c:
+        with self._on(conn) as c:
             rows = c.execute(*self._count_query(stream, width, by_bucket, whole)).all()
         totals = [0] * len(whole)
         parts: list[dict[int, int]] = [{} for _ in by_bucket]

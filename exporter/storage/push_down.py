@@ -29,9 +29,8 @@ The refresher rebuilds a window from these sums where `store.push_down` says so
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -43,7 +42,6 @@ import sqlalchemy as sa
 from exporter.baseline import Baseline, CategoricalReference, NumericReference
 from exporter.config import ModelConfig
 from exporter.rows import category_column, present
-from exporter.storage.engine import snapshot
 from exporter.storage.prediction_store import ModelSource, Span
 from exporter.storage.time_format import TimeFormat
 from exporter.sufficient_stats import (
@@ -474,7 +472,7 @@ def _named(rows: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
 
 class _Summer:
     """Sums of a span's parts in one layout, built up part by part; each statement is built
-    once per part shape (its bounds are bind parameters)."""
+    once per part shape (its bounds are bind parameters). Refuses a model it cannot sum."""
 
     def __init__(
         self, source: ModelSource, layout: Layout, baseline: Baseline | None, width: int
@@ -505,11 +503,7 @@ class _Summer:
             self.left += conn.execute(q.left, q.params).scalars()
 
     def result(self) -> BucketSums:
-        buckets = (
-            next(iter(self.queries.values())).buckets
-            if self.queries
-            else partial(np.asarray, dtype=np.int64)
-        )
+        buckets = next(iter(self.queries.values())).buckets  # the same for every shape
         ids, matrix = self.cells.matrix(buckets(self.cells.keys))
         timed = buckets(self.keys) >= 0
         ok, n = np.concatenate(self.groups).T
@@ -519,25 +513,6 @@ class _Summer:
             "invalid_prediction": int(n[timed & (ok == 0)].sum()),
         }
         return BucketSums(ids, matrix, rejected, self.left)
-
-
-def drift_sums(
-    source: ModelSource,
-    layout: Layout,
-    baseline: Baseline | None,
-    width: int,
-    spans: Sequence[Span],
-    conn: sa.Connection | None = None,
-) -> BucketSums:
-    """The drift vector of every bucket of `width` seconds with rows in `spans` (parts of a
-    span, without a bucket in common), summed by the database in one snapshot (all its
-    statements see the same rows: `conn`'s, if given, else one of its own), in `layout`."""
-    summer = _Summer(source, layout, baseline, width)
-    opened = contextlib.nullcontext(conn) if conn is not None else snapshot(source.engine)
-    with opened as c:
-        for span in spans:
-            summer.add(c, span)
-    return summer.result()
 
 
 def drift_sums_in_parts(
@@ -550,17 +525,19 @@ def drift_sums_in_parts(
     budget: float,
     first: int | None = None,
 ) -> tuple[BucketSums, list[Span]]:
-    """`drift_sums` of `span` on `conn`, cut at bucket edges into parts each summed within
+    """The drift vector of every bucket of `width` seconds with rows in `span`, summed by the
+    database on `conn` (a snapshot: all its statements see the same rows), in `layout`, cut
+    at bucket edges into parts each summed within
     about `budget` seconds (the statement timeout: a part is several statements, none of
     which takes it all): the first part is of `first`
     rows (`FIRST_PART_ROWS`) by the store's own count, each next one as many rows as the
     parts before summed in `budget` at the rate they took. A fixed size was either too small
     for DuckDB (100,000 rows: twice the time of one part, its planning repeated per
     statement) or too large for PostgreSQL. Also returns the parts."""
+    summer = _Summer(source, layout, baseline, width)
     first = FIRST_PART_ROWS if first is None else first
     counts = source.count_rows("predictions", width, [span], conn=conn).by_bucket
     buckets = sorted(counts)
-    summer = _Summer(source, layout, baseline, width)
     parts: list[Span] = []
     start, at, most, done, took = span.start, 0, first, 0, 0.0
     while True:
