@@ -656,8 +656,9 @@ class ExporterConfig(_Strict):
         "share at each refresh, so a row inserted late with any time inside the window (or "
         "without a time) is counted within it. Each refresh counts its share of the window's "
         "rows in the store (one indexed count; per time slice only where it differs from the "
-        "rows counted), so the cost grows with the window (docs/performance.md); shorter finds "
-        "back-filled rows sooner.",
+        "rows counted), so the cost grows with the window; a long count runs on a second "
+        "connection while the refresh reads (docs/architecture.md). Shorter finds back-filled "
+        "rows sooner.",
     )
     scrape_timeout: Duration = Field(
         10.0,

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ from exporter.storage.prediction_store import (
     TS,
     Cursor,
     ModelSource,
+    RowCounts,
     Span,
     Stream,
     create_project_tables,
@@ -68,6 +69,31 @@ from exporter.window import ModelWindow
 log = logging.getLogger(__name__)
 
 EDGE_ROWS = 200  # rows at each edge of the window the unreadable-rows check looks at
+# A sweep stretch holding at least this many counted rows is counted on a second connection
+# while the refresh reads (`ModelRefresher._plan_sweep`); a smaller count costs less than the
+# hand-off and the statement of its own, and goes with the lookback's.
+COUNT_AHEAD_ROWS = 10_000
+
+
+@cache
+def _count_worker() -> ThreadPoolExecutor:
+    """The threads sweep stretches are counted on, one per stream of the model refreshing (a
+    pass refreshes one model at a time); the store does the counting, so they mostly wait."""
+    return ThreadPoolExecutor(2, thread_name_prefix="sweep-count")
+
+
+@dataclass(frozen=True)
+class _Stretch:
+    """The part of the whole-window sweep one refresh checks (`ModelRefresher._plan_sweep`):
+    `[start, end)`, its own counts reaching `counted_to`, the rest the lookback's."""
+
+    start: float
+    end: float
+    counted_to: float
+    complete: bool  # reaches the read position: the sweep starts again at the window's start
+    head: list[Span]  # the slice `start` cuts, counted per slice
+    whole: list[Span]  # whole slices, counted in one total
+    counts: Callable[[], RowCounts] | None  # counting on a second connection, or None: not yet
 
 
 @dataclass
@@ -84,6 +110,7 @@ class _Stream:
     unordered: int = 0  # rows without a time counted so far (NULL timestamp or arrival)
     sweep: float | None = None  # where the next stretch of the whole-window sweep starts
     swept_at: float | None = None  # when the sweep last advanced
+    stretch: _Stretch | None = None  # planned by this refresh before its read, if any
     # keys of the rows the last edge check found in the window but not counted
     unseen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     # Most rows of the last read were counted already (labels taken by the prediction reads,
@@ -233,6 +260,10 @@ class ModelRefresher:
         for attempt in (1, 2):
             try:
                 self._ensure_window(now, captures)
+                for stream in (self._predictions, self._labels):  # counted while the reads run
+                    if stream is not None:
+                        live = not stream.rebuilding
+                        stream.stretch = self._plan_sweep(stream, now) if live else None
                 self._read(self._predictions, now)
             except SQLAlchemyError as exc:
                 # A pooled connection the store dropped (a restart) fails once and takes the
@@ -526,48 +557,81 @@ class ModelRefresher:
         if not stream.rebuilding:
             self._reconcile(stream, now)
 
+    def _plan_sweep(self, stream: _Stream, now: float) -> _Stretch | None:
+        """The next stretch of the stream's whole-window sweep (None: nothing read yet).
+
+        The sweep ends every `reconcile_interval`, so each refresh takes its share of the
+        window: a stretch `[start, end)` of it, counted per slice where `keep` cuts a slice (the
+        ledger may hold rows of it from before `keep`), whole slices up to the lookback in one
+        total, and the rest left to the lookback. A long whole stretch (`COUNT_AHEAD_ROWS`) is
+        counted on a second connection while the refresh reads: it lies behind the read
+        position, so nothing the read folds changes what it is compared with, and its cost (on a
+        PostgreSQL table not yet vacuumed, a heap visit per row) stays off the scrape's path.
+        """
+        if stream.last_time is None:
+            return None
+        keep, width = self._retention_start(stream.kind, now), stream.ledger.width
+        elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
+        share = min(1.0, elapsed / self.settings.reconcile_interval)
+        last = stream.last_time
+        behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
+        start = max(keep, stream.sweep if stream.sweep is not None else keep)
+        end = min(last, float(np.ceil((start + (last - keep) * share) / width)) * width)
+        whole_from = min(float(np.ceil(start / width)) * width, end)
+        whole_to = max(whole_from, min(end, behind))
+        head = [Span(start, whole_from, before=whole_from)] if whole_from > start else []
+        whole = [Span(whole_from, whole_to, before=whole_to)] if whole_to > whole_from else []
+        counts = None
+        first, stop = round(whole_from / width), round(whole_to / width)
+        if stream.ledger.count_between(first, stop) >= COUNT_AHEAD_ROWS:
+            count = partial(self.source.count_rows, stream.kind, int(width), head, whole)
+            counts = _count_worker().submit(count).result
+        return _Stretch(start, end, whole_to, end >= last, head, whole, counts)
+
     def _reconcile(self, stream: _Stream, now: float) -> None:
         """Compare the store's row count per slice behind the read position with the rows
         counted, and fetch and fold the rows missing wherever the store has more.
 
         Every refresh covers `late_rows_lookback` behind the position (transactions that
-        committed late) and the next stretch of a sweep over the whole window, sized so that the
-        sweep ends every `reconcile_interval` (rows inserted with an old time); the cost of the
-        whole-window check is spread over the refreshes instead of landing on one. The stretch's
-        whole slices are counted in one total first, and per slice only when the total differs
-        from the ledger's: a row back-filled there is in the total. A completed sweep also
-        counts the rows without any time.
+        committed late) and the next stretch of a sweep over the whole window
+        (`_plan_sweep`: rows inserted with an old time); the cost of the whole-window check is
+        spread over the refreshes instead of landing on one. The stretch's whole slices are
+        counted in one total first, and per slice only when the total differs from the
+        ledger's: a row back-filled there is in the total. A completed sweep also counts the
+        rows without any time.
         """
         keep = self._retention_start(stream.kind, now)
         width = stream.ledger.width
         stream.ledger.forget_before(int(np.floor(keep / width)))
-        elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
-        share = min(1.0, elapsed / self.settings.reconcile_interval)
-        if stream.last_time is None:  # nothing read yet: only the rows without a time to count
-            if share >= 1.0:
+        stretch, stream.stretch = stream.stretch or self._plan_sweep(stream, now), None
+        if stretch is None:  # nothing read yet: only the rows without a time to count
+            elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
+            if elapsed >= self.settings.reconcile_interval:
                 stream.swept_at = now
                 self._sweep_done(stream, now)
             return
         last = stream.last_time
+        assert last is not None
         behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
+        if stretch.end > stretch.counted_to:  # the stretch's rest, planned before the read
+            behind = min(behind, stretch.counted_to)
         lookback = Span(max(keep, behind), last)
-        start = max(keep, stream.sweep if stream.sweep is not None else keep)
-        end = min(last, float(np.ceil((start + (last - keep) * share) / width)) * width)
-        # The stretch [start, end): a slice cut by `keep` counted per slice (the ledger may hold
-        # rows of it from before `keep`), whole slices up to the lookback in one total, and the
-        # rest is the lookback's.
-        whole_from = min(float(np.ceil(start / width)) * width, end)
-        whole_to = max(whole_from, min(end, behind))
-        spans = [Span(start, whole_from, before=whole_from)] if whole_from > start else []
-        spans.append(lookback)  # last: where spans share a slice, its full count stands
-        whole = [Span(whole_from, whole_to, before=whole_to)] if whole_to > whole_from else []
-        counts = self.source.count_rows(stream.kind, int(width), spans, whole)
-        store = counts.by_bucket
-        first, stop = round(whole_from / width), round(whole_to / width)
-        if whole and counts.totals[0] != stream.ledger.count_between(first, stop):
-            store = self.source.count_rows(stream.kind, int(width), whole).by_bucket | store
-        complete = end >= last
-        stream.sweep, stream.swept_at = (keep if complete else end), now
+        if stretch.counts is None:  # one statement; where spans share a slice, the last stands
+            counts = self.source.count_rows(
+                stream.kind, int(width), [*stretch.head, lookback], stretch.whole
+            )
+            store = counts.by_bucket
+        else:
+            counts = stretch.counts()
+            late = self.source.count_rows(stream.kind, int(width), [lookback])
+            store = counts.by_bucket | late.by_bucket
+        if stretch.whole:
+            whole = stretch.whole[0]
+            first, stop = round(whole.start / width), round(stretch.counted_to / width)
+            if counts.totals[0] != stream.ledger.count_between(first, stop):
+                recount = self.source.count_rows(stream.kind, int(width), stretch.whole)
+                store = recount.by_bucket | store
+        stream.sweep, stream.swept_at = (keep if stretch.complete else stretch.end), now
         short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))
         found = 0
         for first_slice, last_slice in runs(short, gap=RUN_GAP):
@@ -585,7 +649,7 @@ class ModelRefresher:
                 found,
                 stream.kind,
             )
-        if complete:
+        if stretch.complete:
             self._sweep_done(stream, now)
 
     def _fold_lacking(

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from exporter import refresher
 from exporter.app import create_app
 from exporter.service import MonitorService
 from exporter.storage.prediction_store import Span
@@ -219,15 +220,34 @@ def test_store_buckets_rows_as_the_exporter_does(store_url: str) -> None:
     engine.dispose()
 
 
+def _counts_ahead(monkeypatch: pytest.MonkeyPatch, ahead: bool) -> list[int]:
+    """Sweep stretches counted on the second connection: all of them (`ahead`) or none; returns
+    the list each such count appends to, to show which path the test took."""
+    counted: list[int] = []
+    monkeypatch.setattr(refresher, "COUNT_AHEAD_ROWS", 0 if ahead else 1 << 62)
+    worker = refresher._count_worker()
+
+    class Spy:
+        def submit(self, count):
+            counted.append(1)
+            return worker.submit(count)
+
+    monkeypatch.setattr(refresher, "_count_worker", Spy)
+    return counted
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["with-lookback", "counted-ahead"])
 @pytest.mark.parametrize("bucket", [60, 190])
 def test_a_sweep_finds_back_filled_rows_once_whichever_count_finds_them(
-    store_url: str, bucket: int
+    store_url: str, bucket: int, ahead: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows back-filled with old times are found by the whole-window sweep, spread over four
     refreshes, and counted once. A stretch's whole slices are first counted in one total; only
     when it differs from the ledger's are they counted per slice. With 190 s buckets the
     ledger's slices are 3 s and the window starts inside one: that cut slice is counted per
-    slice (a back-filled row sits in it)."""
+    slice (a back-filled row sits in it). Counted with the lookback's statement, or on a second
+    connection while the refresh reads (long stretches), the same rows are found."""
+    ahead_counts = _counts_ahead(monkeypatch, ahead)
     model = REGRESSION_MODEL | {
         "drift_window": {"length": f"{5 * bucket}s", "bucket": f"{bucket}s"}
     }
@@ -262,5 +282,43 @@ def test_a_sweep_finds_back_filled_rows_once_whichever_count_finds_them(
     again = client.get("/metrics").text
     assert metric_value(again, "model_predictions_total", model_id="reg") == 21
     assert metric_value(again, "model_monitor_late_rows_total", stream="predictions") == 21
+    assert (len(ahead_counts) >= 4) == ahead
+    service.engine.dispose()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["with-lookback", "counted-ahead"])
+def test_a_row_back_filled_where_the_read_moved_the_lookback_on_is_found_at_once(
+    store_url: str, ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh plans its sweep stretch before it reads (so a long count can run meanwhile),
+    and the read then moves the lookback on. The slices between the two, whose rows neither
+    the stretch as planned nor the moved lookback would count, are still the lookback's: with
+    a sweep of the whole window at every refresh, each row back-filled there is found by the
+    very next scrape."""
+    ahead_counts = _counts_ahead(monkeypatch, ahead)
+    config = make_config(store_url, models=[REGRESSION_MODEL], reconcile_interval=5)
+    engine = sa.create_engine(store_url)
+    predictions, _ = _tables(engine)
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    client = create_app(config, service, warmup=False).test_client()
+    base = np.linspace(T0 - 300, T0 - 10, 100)  # the drift window: 10 minutes
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(base)])
+    service.start_warmup().join()
+    last = float(base[-1])
+    for k in range(1, 6):
+        # 25 s behind the last row read: inside the lookback as planned, 35 s behind (outside
+        # it) once the read has taken the new row 10 s on.
+        rows = [_prediction(f"late{k}", last - 25), _prediction(f"live{k}", last + 10)]
+        with engine.begin() as conn:
+            conn.execute(predictions.insert(), rows)
+        last += 10
+        clock.advance(10)
+        body = client.get("/metrics").text
+        assert metric_value(body, "model_monitor_late_rows_total", stream="predictions") == k
+        assert metric_value(body, "model_window_predictions", model_id="reg") == 100 + 2 * k
+    assert (len(ahead_counts) >= 5) == ahead
     service.engine.dispose()
     engine.dispose()
