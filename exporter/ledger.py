@@ -70,14 +70,19 @@ class RowLedger:
     def contains(self, epoch: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """True where a row is already counted; records nothing.
 
-        One membership test against the keys of every slice the rows fall in: a key from
-        another of those slices can only match by a 64-bit hash collision.
+        Each row's key is looked up in its own slice's sorted keys (a binary search): a test
+        of membership in all of them at once (`np.isin`) hashed or sorted the slices' keys
+        anew at every call, 25 ms for a page of 10,000 rows against 60,000 held at 35,000 rows
+        a second, a quarter of a steady refresh (docs/performance.md, Ingest).
         """
-        slices = np.unique(self.bucket_of(epoch)).tolist()
-        pools = [self._buckets[s] for s in slices if s in self._buckets]
-        if not pools:
-            return np.zeros(len(keys), dtype=bool)
-        return np.isin(keys, np.concatenate(pools))
+        found = np.zeros(len(keys), dtype=bool)
+        for slice_, rows in by_slice(self.bucket_of(epoch), keys):
+            held = self._buckets.get(slice_)
+            if held is not None:
+                wanted = keys[rows]
+                at = np.minimum(np.searchsorted(held, wanted), len(held) - 1)
+                found[rows] = held[at] == wanted
+        return found
 
     def admit(self, epoch: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Record rows as counted; True where a row was not counted before.

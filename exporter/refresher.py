@@ -616,21 +616,25 @@ class ModelRefresher:
         if stretch.end > stretch.counted_to:  # the stretch's rest, planned before the read
             behind = min(behind, stretch.counted_to)
         lookback = Span(max(keep, behind), last)
-        if stretch.counts is None:  # one statement; where spans share a slice, the last stands
-            counts = self.source.count_rows(
-                stream.kind, int(width), [*stretch.head, lookback], stretch.whole
-            )
-            store = counts.by_bucket
+        # Whole totals first (the stretch's whole slices, the lookback), per slice only where a
+        # total differs from the ledger's: at 40,000 rows a second the lookback holds over a
+        # million rows, and grouping them by slice cost SQLite ten times their plain count.
+        totals = [*stretch.whole, lookback]
+        if stretch.counts is None:
+            counts = self.source.count_rows(stream.kind, int(width), stretch.head, totals)
         else:
             counts = stretch.counts()
-            late = self.source.count_rows(stream.kind, int(width), [lookback])
-            store = counts.by_bucket | late.by_bucket
-        if stretch.whole:
-            whole = stretch.whole[0]
-            first, stop = round(whole.start / width), round(stretch.counted_to / width)
-            if counts.totals[0] != stream.ledger.count_between(first, stop):
-                recount = self.source.count_rows(stream.kind, int(width), stretch.whole)
-                store = recount.by_bucket | store
+            late = self.source.count_rows(stream.kind, int(width), [], [lookback])
+            counts = replace(counts, totals=[*counts.totals, *late.totals])
+        ends = [(s.start, s.before) for s in stretch.whole] + [(lookback.start, last + width)]
+        differ = [
+            span
+            for span, total, (start, end) in zip(totals, counts.totals, ends, strict=True)
+            if total != stream.ledger.count_between(int(start // width), int(end // width))
+        ]
+        store = counts.by_bucket  # where spans share a slice, the later one's count stands
+        if differ:
+            store = store | self.source.count_rows(stream.kind, int(width), differ).by_bucket
         stream.sweep, stream.swept_at = (keep if stretch.complete else stretch.end), now
         short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))
         found = 0

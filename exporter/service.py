@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from threadpoolctl import threadpool_limits
+
 from exporter.config import Config
 from exporter.refresher import ModelRefresher
 from exporter.sharding import Shard
@@ -54,6 +56,13 @@ class MonitorService:
     ) -> None:
         self.config = config
         self.shard = shard
+        # BLAS on the calling thread alone, for the whole process. The exporter's matrix products
+        # are small (per bucket of a batch, the correlation sums' X^T X, a 45 x 45 block at most
+        # in the benchmarks; PCA's projection), and its own threads (DLE's worker, the pages
+        # read ahead, the sweep counts) take the other core: OpenBLAS's team of two waited at
+        # its barriers, and ten folds of 10,000 rows x 45 numeric features spent 0.65-1.5 s in
+        # the cross products against 0.01 s on one thread (docs/performance.md, Ingest).
+        threadpool_limits(limits=1, user_api="blas")
         self.engine = create_engine(config.store.url, config.store.timeouts)
         bulk = CopyPages.for_engine(self.engine) if config.store.bulk_reads == "copy" else None
         push_down = config.store.push_down == "on" or (
