@@ -5,9 +5,9 @@ rate below it keep up (lag 0, each refresh shorter than the scrape interval).
     python benchmarks/ingest.py [--store-url URL] [--backlog 200000] [--interval 5]
 
 Ceiling: one refresh reading a backlog of `--backlog` rows. Steady: scrapes every `--interval`
-simulated seconds, each after that interval's rows were written (at 50% and 80% of the ceiling):
-the refresh's wall time must stay under the interval for the exporter to keep up in real time.
-Target (issue 11): >= 50,000 rows/s.
+simulated seconds, each after that interval's rows were written (at 50% and 80% of the ceiling,
+and at the target rate): the refresh's wall time must stay under the interval, and the lag at
+0, for the exporter to keep up in real time. Target (issue 11): 50,000 rows/s sustained.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from harness import Clock, machine, open_store, store_baseline, store_parser
 from exporter.service import MonitorService
 
 T0 = 1_800_000_000.0
+TARGET = 50_000  # rows/s kept up with (issue 11)
 NUMERIC, CATEGORICAL = 45, 5
 MODEL = {
     "model_id": "wide",
@@ -103,8 +104,7 @@ def main() -> None:
         )
 
         offset = 5_000 + args.backlog
-        for share in (0.5, 0.8):
-            rate = share * ceiling
+        for rate in (0.5 * ceiling, 0.8 * ceiling, TARGET):
             n = int(rate * args.interval)
             durations, lags = [], []
             for _ in range(args.scrapes):
@@ -117,7 +117,7 @@ def main() -> None:
                 lags.append(refresher.status.lag_seconds)
             keeps_up = max(durations) < args.interval and max(lags) == 0.0
             print(
-                f"steady {rate:,.0f} rows/s ({share:.0%} of the ceiling), a scrape every "
+                f"steady {rate:,.0f} rows/s ({rate / ceiling:.0%} of the ceiling), a scrape every "
                 f"{args.interval:g} s: refresh p50 {statistics.median(durations):.2f} s, "
                 f"max {max(durations):.2f} s, max lag {max(lags):.0f} s: "
                 f"{'keeps up' if keeps_up else 'falls behind'}"

@@ -199,8 +199,14 @@ def main() -> None:
                 True,
             ),
             Target(
-                f"ingest ceiling, rows/s, 50 features ({store})",
-                figure(r"ceiling ([\d,]+) rows/s", ingest),
+                f"ingest kept up with, rows/s, 50 features ({store})",
+                max(
+                    (
+                        float(rate.replace(",", ""))
+                        for rate in re.findall(r"steady ([\d,]+) rows/s.*: keeps up", ingest)
+                    ),
+                    default=None,
+                ),
                 50_000,
                 False,
             ),

@@ -69,31 +69,30 @@ from exporter.window import ModelWindow
 log = logging.getLogger(__name__)
 
 EDGE_ROWS = 200  # rows at each edge of the window the unreadable-rows check looks at
-# A sweep stretch holding at least this many counted rows is counted on a second connection
-# while the refresh reads (`ModelRefresher._plan_sweep`); a smaller count costs less than the
-# hand-off and the statement of its own, and goes with the lookback's.
+# Reconciliation counts over at least this many counted rows run on a second connection while
+# the refresh reads (`ModelRefresher._plan_counts`); a smaller count costs less than the
+# hand-off, and runs after the read.
 COUNT_AHEAD_ROWS = 10_000
 
 
 @cache
 def _count_worker() -> ThreadPoolExecutor:
-    """The threads sweep stretches are counted on, one per stream of the model refreshing (a
+    """The threads reconciliation counts run on, one per stream of the model refreshing (a
     pass refreshes one model at a time); the store does the counting, so they mostly wait."""
     return ThreadPoolExecutor(2, thread_name_prefix="sweep-count")
 
 
 @dataclass(frozen=True)
-class _Stretch:
-    """The part of the whole-window sweep one refresh checks (`ModelRefresher._plan_sweep`):
-    `[start, end)`, its own counts reaching `counted_to`, the rest the lookback's."""
+class _Counting:
+    """What one refresh's reconciliation counts (`ModelRefresher._plan_counts`): the sweep's
+    stretch up to `end` and the lookback, their whole slices as spans counted in one total each
+    (`ranges`: the ledger's slices of each, first and stop), the slices they cut per slice."""
 
-    start: float
     end: float
-    counted_to: float
     complete: bool  # reaches the read position: the sweep starts again at the window's start
-    head: list[Span]  # the slice `start` cuts, counted per slice
-    whole: list[Span]  # whole slices, counted in one total
-    counts: Callable[[], RowCounts] | None  # counting on a second connection, or None: not yet
+    totals: list[Span]
+    ranges: list[tuple[int, int]]
+    counts: Callable[[], RowCounts]  # the counts, on a second connection or when called
 
 
 @dataclass
@@ -110,7 +109,7 @@ class _Stream:
     unordered: int = 0  # rows without a time counted so far (NULL timestamp or arrival)
     sweep: float | None = None  # where the next stretch of the whole-window sweep starts
     swept_at: float | None = None  # when the sweep last advanced
-    stretch: _Stretch | None = None  # planned by this refresh before its read, if any
+    counting: _Counting | None = None  # planned by this refresh before its read, if any
     # keys of the rows the last edge check found in the window but not counted
     unseen: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     # Most rows of the last read were counted already (labels taken by the prediction reads,
@@ -263,7 +262,7 @@ class ModelRefresher:
                 for stream in (self._predictions, self._labels):  # counted while the reads run
                     if stream is not None:
                         live = not stream.rebuilding
-                        stream.stretch = self._plan_sweep(stream, now) if live else None
+                        stream.counting = self._plan_counts(stream, now) if live else None
                 self._read(self._predictions, now)
             except SQLAlchemyError as exc:
                 # A pooled connection the store dropped (a restart) fails once and takes the
@@ -557,16 +556,21 @@ class ModelRefresher:
         if not stream.rebuilding:
             self._reconcile(stream, now)
 
-    def _plan_sweep(self, stream: _Stream, now: float) -> _Stretch | None:
-        """The next stretch of the stream's whole-window sweep (None: nothing read yet).
+    def _plan_counts(self, stream: _Stream, now: float) -> _Counting | None:
+        """What this refresh's reconciliation counts, planned before it reads (None: nothing
+        read yet): the lookback and the next stretch of the whole-window sweep.
 
         The sweep ends every `reconcile_interval`, so each refresh takes its share of the
         window: a stretch `[start, end)` of it, counted per slice where `keep` cuts a slice (the
         ledger may hold rows of it from before `keep`), whole slices up to the lookback in one
-        total, and the rest left to the lookback. A long whole stretch (`COUNT_AHEAD_ROWS`) is
-        counted on a second connection while the refresh reads: it lies behind the read
-        position, so nothing the read folds changes what it is compared with, and its cost (on a
-        PostgreSQL table not yet vacuumed, a heap visit per row) stays off the scrape's path.
+        total, and the rest left to the lookback. The lookback is the whole slices of
+        `late_rows_lookback` behind the read position, counted in one total, and the slice the
+        position is in, counted per slice. The whole slices lie behind the position, so nothing
+        the read folds changes the ledger counts they are compared with (the read only adds to
+        the position's slice, so its count can hide a late row only until the next refresh),
+        and a long count (`COUNT_AHEAD_ROWS`) runs on a second connection while the refresh
+        reads: at 50,000 rows a second the lookback holds 1.5 million rows, and on a PostgreSQL
+        table not yet vacuumed every counted row costs a heap visit.
         """
         if stream.last_time is None:
             return None
@@ -580,31 +584,34 @@ class ModelRefresher:
         whole_from = min(float(np.ceil(start / width)) * width, end)
         whole_to = max(whole_from, min(end, behind))
         head = [Span(start, whole_from, before=whole_from)] if whole_from > start else []
-        whole = [Span(whole_from, whole_to, before=whole_to)] if whole_to > whole_from else []
-        counts = None
-        first, stop = round(whole_from / width), round(whole_to / width)
-        if stream.ledger.count_between(first, stop) >= COUNT_AHEAD_ROWS:
-            count = partial(self.source.count_rows, stream.kind, int(width), head, whole)
-            counts = _count_worker().submit(count).result
-        return _Stretch(start, end, whole_to, end >= last, head, whole, counts)
+        until = float(np.floor(last / width)) * width  # the slice the position is in
+        bounds = [(a, b) for a, b in ((whole_from, whole_to), (max(keep, behind), until)) if b > a]
+        totals = [Span(a, b, before=b) for a, b in bounds]
+        ranges = [(int(a // width), int(b // width)) for a, b in bounds]
+        # The slice the position is in, per slice: the read adds rows to it.
+        by_slice = [*head, Span(max(keep, until), last)]
+        count = partial(self.source.count_rows, stream.kind, int(width), by_slice, totals)
+        if sum(stream.ledger.count_between(*r) for r in ranges) >= COUNT_AHEAD_ROWS:
+            count = _count_worker().submit(count).result
+        return _Counting(end, end >= last, totals, ranges, count)
 
     def _reconcile(self, stream: _Stream, now: float) -> None:
-        """Compare the store's row count per slice behind the read position with the rows
-        counted, and fetch and fold the rows missing wherever the store has more.
+        """Compare the store's row counts behind the read position with the rows counted, and
+        fetch and fold the rows missing wherever the store has more.
 
         Every refresh covers `late_rows_lookback` behind the position (transactions that
-        committed late) and the next stretch of a sweep over the whole window
-        (`_plan_sweep`: rows inserted with an old time); the cost of the whole-window check is
-        spread over the refreshes instead of landing on one. The stretch's whole slices are
-        counted in one total first, and per slice only when the total differs from the
-        ledger's: a row back-filled there is in the total. A completed sweep also counts the
-        rows without any time.
+        committed late) and the next stretch of a sweep over the whole window (rows inserted
+        with an old time), as `_plan_counts` planned them; the cost of the whole-window check is
+        spread over the refreshes instead of landing on one. Whole slices are counted in one
+        total first, and per slice only where the total differs from the ledger's: a row that
+        committed late or was back-filled there is in the total. A completed sweep also counts
+        the rows without any time.
         """
         keep = self._retention_start(stream.kind, now)
         width = stream.ledger.width
         stream.ledger.forget_before(int(np.floor(keep / width)))
-        stretch, stream.stretch = stream.stretch or self._plan_sweep(stream, now), None
-        if stretch is None:  # nothing read yet: only the rows without a time to count
+        planned, stream.counting = stream.counting or self._plan_counts(stream, now), None
+        if planned is None:  # nothing read yet: only the rows without a time to count
             elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
             if elapsed >= self.settings.reconcile_interval:
                 stream.swept_at = now
@@ -612,30 +619,18 @@ class ModelRefresher:
             return
         last = stream.last_time
         assert last is not None
-        behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
-        if stretch.end > stretch.counted_to:  # the stretch's rest, planned before the read
-            behind = min(behind, stretch.counted_to)
-        lookback = Span(max(keep, behind), last)
-        # Whole totals first (the stretch's whole slices, the lookback), per slice only where a
-        # total differs from the ledger's: at 40,000 rows a second the lookback holds over a
-        # million rows, and grouping them by slice cost SQLite ten times their plain count.
-        totals = [*stretch.whole, lookback]
-        if stretch.counts is None:
-            counts = self.source.count_rows(stream.kind, int(width), stretch.head, totals)
-        else:
-            counts = stretch.counts()
-            late = self.source.count_rows(stream.kind, int(width), [], [lookback])
-            counts = replace(counts, totals=[*counts.totals, *late.totals])
-        ends = [(s.start, s.before) for s in stretch.whole] + [(lookback.start, last + width)]
+        counts = planned.counts()
         differ = [
             span
-            for span, total, (start, end) in zip(totals, counts.totals, ends, strict=True)
-            if total != stream.ledger.count_between(int(start // width), int(end // width))
+            for span, total, (first, stop) in zip(
+                planned.totals, counts.totals, planned.ranges, strict=True
+            )
+            if total != stream.ledger.count_between(first, stop)
         ]
         store = counts.by_bucket  # where spans share a slice, the later one's count stands
         if differ:
             store = store | self.source.count_rows(stream.kind, int(width), differ).by_bucket
-        stream.sweep, stream.swept_at = (keep if stretch.complete else stretch.end), now
+        stream.sweep, stream.swept_at = (keep if planned.complete else planned.end), now
         short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))
         found = 0
         for first_slice, last_slice in runs(short, gap=RUN_GAP):
@@ -653,7 +648,7 @@ class ModelRefresher:
                 found,
                 stream.kind,
             )
-        if stretch.complete:
+        if planned.complete:
             self._sweep_done(stream, now)
 
     def _fold_lacking(

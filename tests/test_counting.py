@@ -322,3 +322,35 @@ def test_a_row_back_filled_where_the_read_moved_the_lookback_on_is_found_at_once
     assert (len(ahead_counts) >= 5) == ahead
     service.engine.dispose()
     engine.dispose()
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["after-the-read", "counted-ahead"])
+def test_a_late_row_in_the_read_positions_own_slice_is_found_while_the_stream_is_idle(
+    store_url: str, ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slice the read position is in is counted per slice at every refresh: when the
+    stream then goes quiet, a row that commits late into that slice (behind the position) is
+    found by the next scrape, not left to a sweep that stops short of the position."""
+    ahead_counts = _counts_ahead(monkeypatch, ahead)
+    config = make_config(store_url, models=[REGRESSION_MODEL], reconcile_interval=3600)
+    engine = sa.create_engine(store_url)
+    predictions, _ = _tables(engine)
+    clock = Clock(T0)
+    service = MonitorService(config, clock=clock)
+    client = create_app(config, service, warmup=False).test_client()
+    last = T0 - 9.1  # the newest row: the position ends 0.9 s into its 1 s slice
+    base = np.linspace(T0 - 300, last, 100)
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(base)])
+    service.start_warmup().join()
+    clock.advance(10)
+    client.get("/metrics")
+    with engine.begin() as conn:  # committed late, 0.7 s behind the position, in its slice
+        conn.execute(predictions.insert(), [_prediction("late", last - 0.7)])
+    clock.advance(10)
+    body = client.get("/metrics").text
+    assert metric_value(body, "model_monitor_late_rows_total", stream="predictions") == 1
+    assert metric_value(body, "model_window_predictions", model_id="reg") == 101
+    assert bool(ahead_counts) == ahead
+    service.engine.dispose()
+    engine.dispose()

@@ -4,6 +4,7 @@ backlog beyond it shows as lag and is taken by the next refreshes, every row cou
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from exporter.logging.prediction_logger import PredictionLogger
 from exporter.service import MonitorService
@@ -55,3 +56,14 @@ def test_without_a_backlog_one_refresh_reads_everything(tmp_path) -> None:
     refresher.refresh()
     assert refresher.window.predictions_total == 2_000
     assert refresher.status.lag_seconds == 0.0
+
+
+def test_the_exporter_runs_blas_on_the_calling_thread(tmp_path) -> None:
+    """The exporter's matrix products are small and its own threads take the other cores, so
+    its BLAS runs without a team (docs/performance.md, Ingest: OpenBLAS's two threads waited
+    at their barriers beside DLE's worker, 65-150x slower cross products)."""
+    with threadpool_limits(limits=2, user_api="blas"):  # restored for the rest of the suite
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 2 for pool in blas)
+        MonitorService(make_config(f"sqlite:///{tmp_path / 's.db'}"))
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
