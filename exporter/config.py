@@ -599,7 +599,8 @@ class StoreConfig(_Strict):
     url: str = Field(
         "sqlite:///var/model-monitor.db",
         description="SQLAlchemy URL of the prediction store. Relative SQLite paths are taken "
-        f"from the config file's folder. `{STORE_URL_ENV}` overrides it.",
+        f"from the config file's folder; an in-memory SQLite database is refused (each thread "
+        f"would open its own, empty). `{STORE_URL_ENV}` overrides it.",
     )
     url_file: Path | None = Field(
         None, description="File holding the URL (for a URL with a password); wins over `url`."
@@ -801,13 +802,23 @@ def _resolve_store(config: Config, base_dir: Path) -> Config:
             raise ConfigError(
                 f"store.url_file: cannot read {path} ({exc.strerror}); fix the path"
             ) from None
+    in_memory = url == "sqlite://" or ":memory:" in url or "mode=memory" in url
+    if url.startswith("sqlite") and in_memory:
+        key = (
+            "store.url_file"
+            if config.store.url_file is not None
+            else STORE_URL_ENV
+            if os.environ.get(STORE_URL_ENV)
+            else "store.url"
+        )
+        raise ConfigError(
+            f"{key}: {url!r} is an in-memory SQLite database, which each thread's connection "
+            "opens anew and empty, and the exporter reads from several threads (refreshes, "
+            "pages read ahead, reconciliation counts); fix: use a file, e.g. "
+            "sqlite:///var/model-monitor.db"
+        )
     prefix = "sqlite:///"
-    if (
-        url.startswith(prefix)
-        and not url.startswith(prefix + "/")
-        and url != "sqlite://"
-        and ":memory:" not in url
-    ):
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
         url = prefix + str((base_dir / url[len(prefix) :]).resolve())
     return config.model_copy(update={"store": config.store.model_copy(update={"url": url})})
 

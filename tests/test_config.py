@@ -8,14 +8,14 @@ import copy
 import pytest
 
 from exporter.cli import main
-from exporter.config import ConfigError, load_config, parse_config
+from exporter.config import STORE_URL_ENV, ConfigError, load_config, parse_config
 from tests.conftest import REGRESSION_MODEL, ROOT, make_config
 
 
 def _raw(**changes):
     model = copy.deepcopy(REGRESSION_MODEL)
     model.update(changes)
-    return {"store": {"url": "sqlite://"}, "models": [model]}
+    return {"store": {"url": "sqlite:///unused.db"}, "models": [model]}
 
 
 @pytest.mark.parametrize("path", ["model-monitor.yml", "examples/demo.yml"])
@@ -55,6 +55,28 @@ def test_errors_name_path_value_and_fix(change, expected) -> None:
         parse_config(_raw(**change))
     assert expected in str(err.value)
     assert "fix:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:m?mode=memory&cache=shared&uri=true"]
+)
+def test_an_in_memory_sqlite_store_is_refused_with_the_fix(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each thread's connection to an in-memory SQLite database opens a new, empty one, and the
+    exporter refreshes on its own thread: it would read nothing and say the store is down."""
+    monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    raw = _raw()
+    raw["store"]["url"] = url
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert str(err.value).startswith(f"store.url: {url!r} is an in-memory SQLite database")
+    assert "fix: use a file" in str(err.value)
+    monkeypatch.setenv(STORE_URL_ENV, url)  # the key named is where the URL came from
+    with pytest.raises(ConfigError, match=f"^{STORE_URL_ENV}: "):
+        parse_config(_raw())
+    monkeypatch.setenv(STORE_URL_ENV, "sqlite:///data/memory_store.db")  # a file: accepted
+    assert parse_config(_raw()).store.url.endswith("/data/memory_store.db")
 
 
 def test_classifier_needs_a_score_column() -> None:

@@ -68,7 +68,7 @@ def _model(kind: str, features: tuple[str, ...] = tuple(FEATURES)) -> Any:
         model["source"]["score_column"] = "score"
     else:
         model["fairness"] = {"regression_cutoff": 0.5}
-    return parse_config({"store": {"url": "sqlite://"}, "models": [model]}).models[0]
+    return parse_config({"store": {"url": "sqlite:///unused.db"}, "models": [model]}).models[0]
 
 
 def _table(time_kind: str) -> sa.Table:
