@@ -556,6 +556,12 @@ class ModelRefresher:
         if not stream.rebuilding:
             self._reconcile(stream, now)
 
+    def _sweep_share(self, stream: _Stream, now: float) -> float:
+        """The share of the window this refresh's sweep covers: the sweep ends every
+        `reconcile_interval` (1: a whole sweep is due)."""
+        elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
+        return min(1.0, elapsed / self.settings.reconcile_interval)
+
     def _plan_counts(self, stream: _Stream, now: float) -> _Counting | None:
         """What this refresh's reconciliation counts, planned before it reads (None: nothing
         read yet): the lookback and the next stretch of the whole-window sweep.
@@ -575,8 +581,7 @@ class ModelRefresher:
         if stream.last_time is None:
             return None
         keep, width = self._retention_start(stream.kind, now), stream.ledger.width
-        elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
-        share = min(1.0, elapsed / self.settings.reconcile_interval)
+        share = self._sweep_share(stream, now)
         last = stream.last_time
         behind = float(np.floor((last - self.settings.late_rows_lookback) / width)) * width
         start = max(keep, stream.sweep if stream.sweep is not None else keep)
@@ -612,8 +617,7 @@ class ModelRefresher:
         stream.ledger.forget_before(int(np.floor(keep / width)))
         planned, stream.counting = stream.counting or self._plan_counts(stream, now), None
         if planned is None:  # nothing read yet: only the rows without a time to count
-            elapsed = now - stream.swept_at if stream.swept_at is not None else math.inf
-            if elapsed >= self.settings.reconcile_interval:
+            if self._sweep_share(stream, now) >= 1.0:
                 stream.swept_at = now
                 self._sweep_done(stream, now)
             return

@@ -236,7 +236,7 @@ def _counts_ahead(monkeypatch: pytest.MonkeyPatch, ahead: bool) -> list[int]:
     return counted
 
 
-@pytest.mark.parametrize("ahead", [False, True], ids=["with-lookback", "counted-ahead"])
+@pytest.mark.parametrize("ahead", [False, True], ids=["after-the-read", "counted-ahead"])
 @pytest.mark.parametrize("bucket", [60, 190])
 def test_a_sweep_finds_back_filled_rows_once_whichever_count_finds_them(
     store_url: str, bucket: int, ahead: bool, monkeypatch: pytest.MonkeyPatch
@@ -287,26 +287,33 @@ def test_a_sweep_finds_back_filled_rows_once_whichever_count_finds_them(
     engine.dispose()
 
 
-@pytest.mark.parametrize("ahead", [False, True], ids=["with-lookback", "counted-ahead"])
-def test_a_row_back_filled_where_the_read_moved_the_lookback_on_is_found_at_once(
-    store_url: str, ahead: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A refresh plans its sweep stretch before it reads (so a long count can run meanwhile),
-    and the read then moves the lookback on. The slices between the two, whose rows neither
-    the stretch as planned nor the moved lookback would count, are still the lookback's: with
-    a sweep of the whole window at every refresh, each row back-filled there is found by the
-    very next scrape."""
-    ahead_counts = _counts_ahead(monkeypatch, ahead)
-    config = make_config(store_url, models=[REGRESSION_MODEL], reconcile_interval=5)
+def _served(store_url: str, interval: float, base: np.ndarray):
+    """The regression model's tables filled with predictions at times `base`, and an exporter
+    (service, clock at T0, client) whose window is built from them; `interval`: the sweep's
+    `reconcile_interval`."""
+    config = make_config(store_url, models=[REGRESSION_MODEL], reconcile_interval=interval)
     engine = sa.create_engine(store_url)
     predictions, _ = _tables(engine)
     clock = Clock(T0)
     service = MonitorService(config, clock=clock)
     client = create_app(config, service, warmup=False).test_client()
-    base = np.linspace(T0 - 300, T0 - 10, 100)  # the drift window: 10 minutes
     with engine.begin() as conn:
         conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(base)])
     service.start_warmup().join()
+    return engine, predictions, clock, service, client
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["after-the-read", "counted-ahead"])
+def test_a_row_back_filled_where_the_read_moved_the_lookback_on_is_found_at_once(
+    store_url: str, ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh plans its counts before it reads (so a long count can run meanwhile), so its
+    lookback reaches back from where the read starts, not from where it ends: a row
+    back-filled 25 s behind the start (35 s behind the end) is found by the very next scrape,
+    counted with the lookback's statement or ahead of the read."""
+    ahead_counts = _counts_ahead(monkeypatch, ahead)
+    base = np.linspace(T0 - 300, T0 - 10, 100)  # the drift window: 10 minutes
+    engine, predictions, clock, service, client = _served(store_url, 5, base)
     last = float(base[-1])
     for k in range(1, 6):
         # 25 s behind the last row read: inside the lookback as planned, 35 s behind (outside
@@ -332,17 +339,10 @@ def test_a_late_row_in_the_read_positions_own_slice_is_found_while_the_stream_is
     stream then goes quiet, a row that commits late into that slice (behind the position) is
     found by the next scrape, not left to a sweep that stops short of the position."""
     ahead_counts = _counts_ahead(monkeypatch, ahead)
-    config = make_config(store_url, models=[REGRESSION_MODEL], reconcile_interval=3600)
-    engine = sa.create_engine(store_url)
-    predictions, _ = _tables(engine)
-    clock = Clock(T0)
-    service = MonitorService(config, clock=clock)
-    client = create_app(config, service, warmup=False).test_client()
     last = T0 - 9.1  # the newest row: the position ends 0.9 s into its 1 s slice
-    base = np.linspace(T0 - 300, last, 100)
-    with engine.begin() as conn:
-        conn.execute(predictions.insert(), [_prediction(f"b{i}", t) for i, t in enumerate(base)])
-    service.start_warmup().join()
+    engine, predictions, clock, service, client = _served(
+        store_url, 3600, np.linspace(T0 - 300, last, 100)
+    )
     clock.advance(10)
     client.get("/metrics")
     with engine.begin() as conn:  # committed late, 0.7 s behind the position, in its slice
