@@ -17,12 +17,18 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.config import ModelConfig
 from exporter.drift.feature_drift import DriftResult
-from exporter.exposition import LineFormat, RenderedFamily, sample_line
+from exporter.exposition import (
+    LineFormat,
+    RenderedFamily,
+    Series,
+    SeriesValues,
+    go_float,
+    sample_line,
+)
 from exporter.metric_catalog import CATALOG, PERFORMANCE_METRICS
 from exporter.monitors import health
 from exporter.refresher import ModelRefresher
@@ -30,27 +36,33 @@ from exporter.report import FairnessReport, FeatureReport, ModelReport
 from exporter.rows import REJECT_REASONS
 from exporter.service import MonitorService
 
-# A series as `_Families` met it before: its sample's name and labels, and its line up to the
-# value (what a new report of the same model writes again, with another value).
-_Series = tuple[str, dict[str, str], str]
+# A cached report's samples by family: the families' own (info, stateset, histogram), the
+# series and values of gauges and counters, and their text.
+_Kept = dict[str, tuple[list[Sample], list[SeriesValues], str]]
 
 
 class _Families:
     """One scrape's families by name, each with its samples' text (`LineFormat`); samples whose
     value is NaN or None are skipped.
 
-    `known`: the series of a model's previous report. A new report of the model has nearly all
-    the same series (features, bins, segments) with new values, so their labels are not
-    formatted again: the sample shares the labels and its line is the kept text plus the value
-    (1,800 series per model of 50 features). What this report has is in `seen`, for the next.
+    A gauge's or a counter's samples are kept as series and values (`SeriesValues`), made
+    `Sample`s only if prometheus_client formats them (`RenderedFamily`). `known`: the series of a
+    model's previous report. A new report of the model has nearly all the same series
+    (features, bins, segments) with new values, so their labels are not formatted again: the
+    line is the kept text plus the value (1,800 series per model of 50 features). What this
+    report has is in `seen`, for the next.
     """
 
-    def __init__(self, known: dict[tuple[str, ...], _Series] | None = None) -> None:
+    def __init__(self, known: dict[tuple[str, ...], Series] | None = None) -> None:
         self._families = {spec.name: spec.family() for spec in CATALOG}
         self._text: dict[str, list[str]] = {name: [] for name in self._families}
+        # Per family, its samples' series and values in runs, in the order of the text: its own
+        # (`add`) and each model's kept ones (`extend`). `_open`: the run `add` appends to.
+        self._runs: dict[str, list[SeriesValues]] = {name: [] for name in self._families}
+        self._open: dict[str, SeriesValues] = {}
         self._lines: dict[str, LineFormat] = {}
         self._known = known
-        self.seen: dict[tuple[str, ...], _Series] = {}
+        self.seen: dict[tuple[str, ...], Series] = {}
 
     def add(self, name: str, labels: list[str], value: float | bool | None) -> None:
         """A gauge's or a counter's sample."""
@@ -59,29 +71,30 @@ class _Families:
         value = float(value)
         if math.isnan(value):
             return
-        if self._known is None:
-            self._text[name].append(self._new_line(name, labels, value))
-            return
         key = (name, *labels)
-        series = self._known.get(key)
+        series = self._known.get(key) if self._known is not None else None
         if series is None:
-            line = self._new_line(name, labels, value)
-            sample = self._families[name].samples[-1]
-            series = (sample.name, sample.labels, line[: line.rindex(" ") + 1])
-            self._text[name].append(line)
-        else:
-            self._families[name].samples.append(Sample(series[0], series[1], value))
-            self._text[name].append(f"{series[2]}{floatToGoString(value)}\n")
-        self.seen[key] = series
+            series = self._new_series(name, labels, value)
+        run = self._open.get(name)
+        if run is None:
+            run = self._open[name] = ([], [])
+            self._runs[name].append(run)
+        run[0].append(series)
+        run[1].append(value)
+        self._text[name].append(f"{series[2]}{go_float(value)}\n")
+        if self._known is not None:
+            self.seen[key] = series
 
-    def _new_line(self, name: str, labels: list[str], value: float) -> str:
-        """The family's `add_metric`, and the new sample's line."""
-        family = self._families[name]
-        family.add_metric(labels, value)
+    def _new_series(self, name: str, labels: list[str], value: float) -> Series:
+        """The series of a sample of the family: its name and labels as the family's own
+        `add_metric` makes them (a counter's name ends in `_total`), its line's text."""
+        samples = self._families[name].samples
+        self._families[name].add_metric(labels, value)
+        sample = samples.pop()
         line = self._lines.get(name)
         if line is None:  # one per family: its samples share name and label names
-            line = self._lines[name] = LineFormat.of(family.samples[-1])
-        return line(labels, value)
+            line = self._lines[name] = LineFormat.of(sample)
+        return sample.name, sample.labels, line.prefix(labels)
 
     def add_metric(self, name: str, *args: Any) -> None:
         """The family's own `add_metric` (info, stateset and histogram take more than a value),
@@ -91,25 +104,27 @@ class _Families:
         family.add_metric(*args)
         self._text[name].extend(sample_line(s) for s in family.samples[before:])
 
-    def kept(self) -> dict[str, tuple[list[Sample], str]]:
+    def kept(self) -> _Kept:
         """The samples added and their text, by family: what a cached report contributes to
         later scrapes."""
         return {
-            name: (family.samples, "".join(self._text[name]))
+            name: (family.samples, self._runs[name], "".join(self._text[name]))
             for name, family in self._families.items()
-            if family.samples
+            if family.samples or self._runs[name]
         }
 
-    def extend(self, kept: dict[str, tuple[list[Sample], str]]) -> None:
-        for name, (samples, text) in kept.items():
+    def extend(self, kept: _Kept) -> None:
+        for name, (samples, runs, text) in kept.items():
             self._families[name].samples.extend(samples)
+            self._runs[name].extend(runs)
+            self._open.pop(name, None)  # samples added later come after these
             self._text[name].append(text)
 
     def __iter__(self) -> Iterator[RenderedFamily]:
         return (
-            RenderedFamily(family, "".join(self._text[name]))
+            RenderedFamily(family, "".join(self._text[name]), self._runs[name])
             for name, family in self._families.items()
-            if family.samples
+            if family.samples or self._runs[name]
         )
 
 
@@ -313,8 +328,8 @@ class ModelCollector(Collector):
     def __init__(self, service: MonitorService) -> None:
         self.service = service
         # model -> (report, its samples); status samples, which change, are built every time.
-        self._cached: dict[str, tuple[ModelReport, dict[str, tuple[list[Sample], str]]]] = {}
-        self._series: dict[str, dict[tuple[str, ...], _Series]] = {}  # model -> its report's
+        self._cached: dict[str, tuple[ModelReport, _Kept]] = {}
+        self._series: dict[str, dict[tuple[str, ...], Series]] = {}  # model -> its report's
 
     def describe(self) -> Iterator[Metric]:
         """Every family of the catalog, empty: what lets the registry answer `name[]` filters
@@ -344,9 +359,7 @@ class ModelCollector(Collector):
                 _verdict_samples(out, refresher)
         yield from out
 
-    def _samples_of(
-        self, model_id: str, report: ModelReport
-    ) -> dict[str, tuple[list[Sample], str]]:
+    def _samples_of(self, model_id: str, report: ModelReport) -> _Kept:
         cached = self._cached.get(model_id)
         if cached is not None and cached[0] is report:
             return cached[1]

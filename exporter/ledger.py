@@ -52,9 +52,22 @@ def slice_width(bucket: float) -> float:
 
 
 def row_keys(ids: pd.Series, epoch: np.ndarray) -> np.ndarray:
-    """A stable 64-bit hash of each row's (id, time); the same row always gives the same key."""
-    frame = pd.DataFrame({"id": ids.astype(str).to_numpy(dtype=object), "t": epoch})
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    """A stable 64-bit hash of each row's (id, time); the same row always gives the same key.
+
+    The keys `pd.util.hash_pandas_object` gives a frame of the two columns, computed from the
+    columns' hashes directly: the frame and `categorize` (factorizing the ids first, a gain
+    only for repeated values, which ids are not) cost 6-10x the hashing (0.3 ms for 200 rows,
+    of which a 50-model scrape reads 150 batches).
+    """
+    text = pd.util.hash_array(ids.astype(str).to_numpy(dtype=object), categorize=False)
+    time = pd.util.hash_array(np.asarray(epoch, dtype=float))
+    # pandas' combination of column hashes (`combine_hash_arrays`), for two columns.
+    mult, out = np.uint64(1_000_003), np.full(len(text), 0x345678, dtype=np.uint64)
+    for column, weight in ((text, 2), (time, 1)):
+        out ^= column
+        out *= mult
+        mult += np.uint64(82_520 + 2 * weight)
+    return out + np.uint64(97_531)
 
 
 class RowLedger:

@@ -9,14 +9,17 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 from werkzeug.test import Client
 
 from exporter.collector import ModelCollector
-from exporter.exposition import metrics_app
+from exporter.exposition import go_float, metrics_app
 from exporter.service import MonitorService
 from tests.conftest import REGRESSION_MODEL, T0, Clock, make_config, seed_regression
 
@@ -100,3 +103,8 @@ def test_other_methods_are_refused_as_the_library_does(registry: CollectorRegist
     refused = client.post("/metrics")
     assert refused.status_code == 405
     assert refused.get_data() == b"# HTTP 405 Method Not Allowed: POST; use OPTIONS or GET\n"
+
+
+@given(st.floats() | st.sampled_from([0.0, -0.0, 1e6, 999_999.999_999_9, 1e16, 1e21, -1e7, 5e-324]))
+def test_values_are_written_as_the_library_writes_them(value: float) -> None:
+    assert go_float(value) == floatToGoString(value)

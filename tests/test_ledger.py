@@ -56,3 +56,19 @@ def test_runs_cover_every_id_and_split_only_at_gaps(ids, gap) -> None:
     assert covered == ids
     for (_, last), (first, _) in pairwise(spans):
         assert first - last > gap
+
+
+@given(
+    st.lists(st.one_of(st.text(), st.integers()), max_size=40),
+    st.floats(0, 4e9, allow_nan=False),
+)
+def test_row_keys_are_pandas_hash_of_the_id_and_the_time(ids, start) -> None:
+    """`row_keys` combines the two columns' hashes itself; the keys stay those pandas gives the
+    frame of both (the reference: `hash_pandas_object`), for text and number ids alike."""
+    ids = pd.Series(ids, dtype=object)
+    epoch = start + np.arange(len(ids)) * 0.37
+    frame = pd.DataFrame({"id": ids.astype(str).to_numpy(dtype=object), "t": epoch})
+    reference = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    keys = row_keys(ids, epoch)
+    assert keys.dtype == np.uint64
+    assert keys.tolist() == reference.tolist()
