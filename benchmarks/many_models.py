@@ -11,6 +11,7 @@ A scrape is a full GET /metrics through the app (refresh of every model, exposit
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import resource
 import statistics
 import tempfile
@@ -79,6 +80,24 @@ def rows(
     return out
 
 
+class FullCollections:
+    """Python's full (generation 2) garbage collections while it is on, and their pauses: a
+    scrape that leaves many new long-lived objects sets them off (docs/performance.md)."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds, self.on, self._start = 0, 0.0, False, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if not self.on or info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.count += 1
+            self.seconds += time.perf_counter() - self._start
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -138,6 +157,7 @@ def main() -> None:
         scrape()  # the first scrape after the rebuild
         idle = [scrape() for _ in range(args.scrapes)]
         active, offset = [], 3000
+        collections = FullCollections()
         for _ in range(args.scrapes):
             new = [
                 r
@@ -149,7 +169,9 @@ def main() -> None:
             offset += 200
             with engine.begin() as conn:
                 conn.execute(sa.insert(table), new)
+            collections.on = True
             active.append(scrape())
+            collections.on = False
         size = len(client.get("/metrics").data)
         totals = sum(r.window.predictions_total for r in service.refreshers.values())
         assert totals == args.scrapes * 200 * args.models, totals
@@ -168,6 +190,10 @@ def main() -> None:
     print(f"store {store}: start-up rebuild {rebuild:.1f} s; /metrics {size / 1e6:.1f} MB")
     print(f"idle scrape:   {figures(idle)}")
     print(f"active scrape: {figures(active)} (200 new rows per model)")
+    print(
+        f"full garbage collections during the active scrapes: {collections.count} "
+        f"({collections.seconds * 1000:.0f} ms in all)"
+    )
     print(f"models with multivariate drift (none drifted): {drifted} of {args.models}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

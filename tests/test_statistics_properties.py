@@ -290,8 +290,8 @@ def test_drift_of_a_stack_is_the_drift_of_each_distribution_alone(data: hs.DataO
     """`compare_all` computes numeric distributions of one bin layout as one stack: each one's
     result is what it gets compared alone, and its statistics are the 1-D ones on its own PSI
     bins (checked against scipy above). Mixed in: other layouts (tied values), a constant
-    feature (no Wasserstein), a categorical one, windows below min_samples and thin ones whose
-    null quantiles are simulated."""
+    feature (no Wasserstein), categorical ones (two of as many categories, stacked), windows
+    below min_samples and thin ones whose null quantiles are simulated."""
     rng = np.random.default_rng(data.draw(hs.integers(0, 2**32 - 1)))
     refs = [
         NumericReference.capture(rng.normal(size=500)),
@@ -302,6 +302,11 @@ def test_drift_of_a_stack_is_the_drift_of_each_distribution_alone(data: hs.DataO
         CategoricalReference(
             ("a", "b", "c"), np.array([50.0, 30.0, 0.0, 20.0]), frozenset("abc"), 0
         ),
+        # As many categories as the one above (a stack with it), other names and shares.
+        CategoricalReference(
+            ("x", "y", "z"), np.array([5.0, 300.0, 40.0, 0.0]), frozenset("xyz"), 0
+        ),
+        CategoricalReference(("p", "q"), np.array([10.0, 90.0, 0.0]), frozenset("pq"), 0),
     ]
     items = []
     for ref in data.draw(hs.lists(hs.sampled_from(refs), min_size=1, max_size=8)):

@@ -95,21 +95,22 @@ def compare(
     return compare_all([item], min_samples, alpha)[0]
 
 
-def _layout(ref: NumericReference | CategoricalReference, position: int) -> tuple[object, ...]:
+def _layout(ref: NumericReference | CategoricalReference) -> tuple[object, ...]:
     """What distributions computed as one stack share: numeric bins of one layout (edges may
-    differ); a categorical one is a stack of its own (its categories are its own)."""
+    differ); categorical ones of as many categories (each with its own names and shares)."""
     if isinstance(ref, NumericReference):
         return ("numeric", ref.n_bins, ref.psi_bins.tobytes())
-    return ("categorical", position)
+    return ("categorical", len(ref.counts))
 
 
 def compare_all(items: list[Comparison], min_samples: int, alpha: float) -> list[DriftResult]:
-    """`compare` of each item, the numeric ones of the same bin layout as one stack: each
+    """`compare` of each item, the distributions of one layout (`_layout`) as one stack: each
     statistic is one numpy call over all of them (a 50-feature report's 46 numeric
-    distributions cost about what 3 did one by one)."""
+    distributions cost about what 3 did one by one; its 5 categorical ones of as many
+    categories, one stack instead of five)."""
     stacks: dict[tuple[object, ...], list[int]] = {}
     for i, item in enumerate(items):
-        stacks.setdefault(_layout(item.ref, i), []).append(i)
+        stacks.setdefault(_layout(item.ref), []).append(i)
     results: dict[int, DriftResult] = {}
     for rows in stacks.values():
         stack = [items[i] for i in rows]
@@ -127,8 +128,8 @@ def _compare_stack(items: list[Comparison], min_samples: int, alpha: float) -> l
         expected, actual = fine @ to_psi, current @ to_psi
         names = [item.ref.bin_labels for item in items]  # by the shares of each one's bins
     else:
-        expected, actual = first.counts[None, :].astype(float), current
-        names = [(*first.categories, OTHER)]
+        expected, actual = np.stack([item.ref.counts for item in items]).astype(float), current
+        names = [(*item.ref.categories, OTHER) for item in items]
     n, m = actual.sum(axis=-1), expected.sum(axis=-1)
     values = {
         "psi": np.asarray(st.psi(expected, actual)),
@@ -159,7 +160,7 @@ def _compare_stack(items: list[Comparison], min_samples: int, alpha: float) -> l
             np.asarray(st.wasserstein_null_bound(edges, fine, current, ks_crit)) / spread
         )
     else:
-        chi2 = st.chi_square(expected[0], actual[0])
+        chi2 = [st.chi_square(e, a) for e, a in zip(expected, actual, strict=True)]
     baseline_ratio, current_ratio = st.proportions(expected), st.proportions(actual)
     results = []
     for row, limits in enumerate(configured):
@@ -182,8 +183,8 @@ def _compare_stack(items: list[Comparison], min_samples: int, alpha: float) -> l
                 ks_statistic=got.get("ks_statistic"),
                 ks_p_value=float(ks_p[row]) if ks_p is not None else None,
                 wasserstein_normalized=got.get("wasserstein_normalized"),
-                chi_square=chi2[0] if chi2 is not None else None,
-                chi_square_p_value=chi2[1] if chi2 is not None else None,
+                chi_square=chi2[row][0] if chi2 is not None else None,
+                chi_square_p_value=chi2[row][1] if chi2 is not None else None,
                 thresholds=effective,
                 triggered=triggered,
                 detected=bool(triggered) if n[row] >= min_samples else None,
