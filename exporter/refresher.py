@@ -126,6 +126,15 @@ class _Stream:
         last = frame.iloc[-1]
         return Cursor(last[self.order], last[ID])
 
+    def passed(self, frame: pd.DataFrame, epoch: np.ndarray) -> None:
+        """Move past `frame`, read in order (`epoch`: its rows' times). The time read up to
+        is the last row's that has one: a text time can sort among the others and not be a
+        time (a 61st second), and the reconciliation and the lag are planned from it."""
+        self.cursor = self.after(frame)
+        timed = epoch[np.isfinite(epoch)]
+        if len(timed):
+            self.last_time = float(timed[-1])
+
 
 def _positions(keys: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """Where each of `kept` is in `keys` (distinct: a frame's rows after the ledger)."""
@@ -500,7 +509,7 @@ class ModelRefresher:
             timed = np.isfinite(epoch)
             ids = pushed.keys[ID][timed]
             stream.ledger.admit(epoch[timed], row_keys(ids, epoch[timed]))
-            stream.cursor, stream.last_time = stream.after(pushed.keys), float(epoch[-1])
+            stream.passed(pushed.keys, epoch)
         if self._labels is not None:
             self._labels.taken = False  # no prediction read took labels: read them whole
         log.info(
@@ -534,7 +543,7 @@ class ModelRefresher:
                 else:  # deferred: a page's DLE losses are predicted while the next is read
                     new += self._fold(stream, frame, epoch, now, defer=True)
                 seen += len(frame)
-                stream.cursor, stream.last_time = stream.after(frame), float(epoch[-1])
+                stream.passed(frame, epoch)
                 self._recovered(stream.kind)  # a long rebuild is reading the store: up
                 if len(frame) == limit and deadline is not None and time.monotonic() >= deadline:
                     behind = True

@@ -354,3 +354,38 @@ def test_a_late_row_in_the_read_positions_own_slice_is_found_while_the_stream_is
     assert bool(ahead_counts) == ahead
     service.engine.dispose()
     engine.dispose()
+
+
+def test_a_text_time_that_sorts_in_the_window_but_is_no_time_is_rejected_once(tmp_path) -> None:
+    """SQLite keeps any text in a DATETIME column. A value in the column's own layout that is
+    no instant (a 61st second) sorts among the times, so the read returns it: it is rejected
+    once, and the read goes on from the last row that has a time (it used to make that time
+    NaN, and every later refresh failed on the bounds it planned from it)."""
+    base = np.linspace(T0 - 300, T0 - 10, 100)
+    engine, predictions, clock, service, client = _served(
+        f"sqlite:///{tmp_path / 's.db'}", 60, base
+    )
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction("leap", T0 - 5)])
+        conn.execute(
+            predictions.update()
+            .where(predictions.c.prediction_id == "leap")
+            .values(created_at=sa.literal_column("'2027-01-15 07:59:60.000000'"))
+        )
+    assert _utc(T0).isoformat(sep=" ") == "2027-01-15 08:00:00"  # the text sorts before T0
+    clock.advance(10)
+    body = client.get("/metrics").text
+    assert metric_value(body, "model_monitor_rows_rejected_total", reason="invalid_timestamp") == 1
+    for k in range(1, 4):  # later rows are read and counted; the model stays up
+        with engine.begin() as conn:
+            conn.execute(predictions.insert(), [_prediction(f"next{k}", T0 + 10 * k - 5)])
+        clock.advance(10)
+        body = client.get("/metrics").text
+        assert metric_value(body, "model_window_predictions", model_id="reg") == 100 + k
+        assert metric_value(body, "model_monitor_up", model_id="reg") == 1
+        assert metric_value(body, "model_monitor_refresh_errors_total", model_id="reg") == 0
+        assert (
+            metric_value(body, "model_monitor_rows_rejected_total", reason="invalid_timestamp") == 1
+        )
+    service.engine.dispose()
+    engine.dispose()
