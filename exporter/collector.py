@@ -71,10 +71,12 @@ class _Families:
         value = float(value)
         if math.isnan(value):
             return
-        key = (name, *labels)
-        series = self._known.get(key) if self._known is not None else None
-        if series is None:
+        if self._known is None:
             series = self._new_series(name, labels, value)
+        else:
+            key = (name, *labels)
+            series = self._known.get(key) or self._new_series(name, labels, value)
+            self.seen[key] = series
         run = self._open.get(name)
         if run is None:
             run = self._open[name] = ([], [])
@@ -82,8 +84,6 @@ class _Families:
         run[0].append(series)
         run[1].append(value)
         self._text[name].append(f"{series[2]}{go_float(value)}\n")
-        if self._known is not None:
-            self.seen[key] = series
 
     def _new_series(self, name: str, labels: list[str], value: float) -> Series:
         """The series of a sample of the family: its name and labels as the family's own
