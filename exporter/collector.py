@@ -39,6 +39,8 @@ from exporter.service import MonitorService
 # A cached report's samples by family: the families' own (info, stateset, histogram), the
 # series and values of gauges and counters, and their text.
 _Kept = dict[str, tuple[list[Sample], list[SeriesValues], str]]
+# A family's samples added together, as one key: their name and label values in order.
+_Run = tuple[str, tuple[tuple[str, ...], ...]]
 
 
 class _Families:
@@ -46,23 +48,26 @@ class _Families:
     value is NaN or None are skipped.
 
     A gauge's or a counter's samples are kept as series and values (`SeriesValues`), made
-    `Sample`s only if prometheus_client formats them (`RenderedFamily`). `known`: the series of a
-    model's previous report. A new report of the model has nearly all the same series
-    (features, bins, segments) with new values, so their labels are not formatted again: the
-    line is the kept text plus the value (1,800 series per model of 50 features). What this
-    report has is in `seen`, for the next.
+    `Sample`s only if prometheus_client formats them (`RenderedFamily`). `add` only notes a
+    sample; the family's samples noted since are formatted together when the families are
+    extended, kept or read (`_flush`). `known`: the series of a model's previous report, by
+    run of samples. A new report of the model has nearly all the same series (features, bins,
+    segments) with new values, so a family whose samples have the labels they had reuses their
+    series whole: each line is the kept text plus the value (1,800 series per model of 50
+    features, one lookup per family). What this report has is in `seen`, for the next.
     """
 
-    def __init__(self, known: dict[tuple[str, ...], Series] | None = None) -> None:
+    def __init__(self, known: dict[_Run, list[Series]] | None = None) -> None:
         self._families = {spec.name: spec.family() for spec in CATALOG}
         self._text: dict[str, list[str]] = {name: [] for name in self._families}
         # Per family, its samples' series and values in runs, in the order of the text: its own
-        # (`add`) and each model's kept ones (`extend`). `_open`: the run `add` appends to.
+        # (`_flush`) and each model's kept ones (`extend`).
         self._runs: dict[str, list[SeriesValues]] = {name: [] for name in self._families}
-        self._open: dict[str, SeriesValues] = {}
+        # Per family, the labels and values `add` noted since the last `_flush`.
+        self._pending: dict[str, tuple[list[tuple[str, ...]], list[float]]] = {}
         self._lines: dict[str, LineFormat] = {}
         self._known = known
-        self.seen: dict[tuple[str, ...], Series] = {}
+        self.seen: dict[_Run, list[Series]] = {}
 
     def add(self, name: str, labels: list[str], value: float | bool | None) -> None:
         """A gauge's or a counter's sample."""
@@ -71,21 +76,28 @@ class _Families:
         value = float(value)
         if math.isnan(value):
             return
-        if self._known is None:
-            series = self._new_series(name, labels, value)
-        else:
-            key = (name, *labels)
-            series = self._known.get(key) or self._new_series(name, labels, value)
-            self.seen[key] = series
-        run = self._open.get(name)
-        if run is None:
-            run = self._open[name] = ([], [])
-            self._runs[name].append(run)
-        run[0].append(series)
-        run[1].append(value)
-        self._text[name].append(f"{series[2]}{go_float(value)}\n")
+        pending = self._pending.get(name)
+        if pending is None:
+            pending = self._pending[name] = ([], [])
+        pending[0].append(tuple(labels))
+        pending[1].append(value)
 
-    def _new_series(self, name: str, labels: list[str], value: float) -> Series:
+    def _flush(self) -> None:
+        """Format the samples `add` noted, a family at a time."""
+        for name, (labels, values) in self._pending.items():
+            run = None if self._known is None else (name, tuple(labels))
+            series = (run and self._known.get(run)) or [
+                self._new_series(name, row, v) for row, v in zip(labels, values, strict=True)
+            ]
+            if run is not None:
+                self.seen[run] = series
+            self._runs[name].append((series, values))
+            self._text[name].append(
+                "".join([f"{s[2]}{go_float(v)}\n" for s, v in zip(series, values, strict=True)])
+            )
+        self._pending.clear()
+
+    def _new_series(self, name: str, labels: tuple[str, ...], value: float) -> Series:
         """The series of a sample of the family: its name and labels as the family's own
         `add_metric` makes them (a counter's name ends in `_total`), its line's text."""
         samples = self._families[name].samples
@@ -107,6 +119,7 @@ class _Families:
     def kept(self) -> _Kept:
         """The samples added and their text, by family: what a cached report contributes to
         later scrapes."""
+        self._flush()
         return {
             name: (family.samples, self._runs[name], "".join(self._text[name]))
             for name, family in self._families.items()
@@ -114,13 +127,14 @@ class _Families:
         }
 
     def extend(self, kept: _Kept) -> None:
+        self._flush()  # samples added later come after these
         for name, (samples, runs, text) in kept.items():
             self._families[name].samples.extend(samples)
             self._runs[name].extend(runs)
-            self._open.pop(name, None)  # samples added later come after these
             self._text[name].append(text)
 
     def __iter__(self) -> Iterator[RenderedFamily]:
+        self._flush()
         return (
             RenderedFamily(family, "".join(self._text[name]), self._runs[name])
             for name, family in self._families.items()
@@ -329,7 +343,7 @@ class ModelCollector(Collector):
         self.service = service
         # model -> (report, its samples); status samples, which change, are built every time.
         self._cached: dict[str, tuple[ModelReport, _Kept]] = {}
-        self._series: dict[str, dict[tuple[str, ...], Series]] = {}  # model -> its report's
+        self._series: dict[str, dict[_Run, list[Series]]] = {}  # model -> its report's
 
     def describe(self) -> Iterator[Metric]:
         """Every family of the catalog, empty: what lets the registry answer `name[]` filters
