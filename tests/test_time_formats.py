@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.app import create_app
 from exporter.cli import main
@@ -299,3 +301,64 @@ def test_bounds_in_a_text_layout_mean_the_same_instant(
     assert value >= time.bound(instant, "lt")  # not before itself
     assert time.bound(instant + 1, "ge") > value > time.bound(instant - 1, "le")
     assert value < time.bound(instant + 1, "lt")
+
+
+# Values read in the same batch as the text under test, which make pandas parse the batch:
+# missing, nanosecond digits (pandas then counts the whole batch in nanoseconds), another
+# layout, no time, a number.
+NANOSECONDS = "2026-11-24 10:54:58.123456789"
+COMPANIONS = [None, NANOSECONDS, "2026-11-24T10:54:58Z", "not a time", 17]
+
+
+@given(
+    # Each field also just past its range: a 13th month, a 30th of February, a 61st second.
+    fields=st.tuples(
+        st.integers(0, 9999),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 24),
+        st.integers(0, 60),
+        st.integers(0, 61),
+    ),
+    fraction=st.integers(0, 999_999_999),
+    digits=st.integers(0, 9),
+    sep=st.sampled_from(" T"),
+    # Text numpy reads and pandas reads otherwise or not at all, or the other way round.
+    lead=st.sampled_from(["", " ", "+", "0", "-"]),
+    tail=st.sampled_from(["", " ", "Z", "+02:00", "1"]),
+    companion=st.sampled_from(COMPANIONS),
+)
+def test_a_text_times_epoch_is_its_own_whatever_is_read_with_it(
+    fields: tuple[int, ...],
+    fraction: int,
+    digits: int,
+    sep: str,
+    lead: str,
+    tail: str,
+    companion: object,
+) -> None:
+    """The ledger keys a row by its epoch, and a row is read in different batches (a page, a
+    reconciliation's keys): its epoch must be the same in each. Read alone, naive text of up to
+    six digits takes numpy's path; with the companion, pandas'. Both give the same float, to
+    the bit; and for plain ISO text the instant Python's own parser gives, NaN where it finds
+    none."""
+    year, month, day, hour, minute, second = fields
+    if companion == NANOSECONDS and (lead == "-" or not 1678 <= year <= 2261):
+        return  # out of a nanosecond count's range: pandas drops the value (NaT)
+    value = f"{year:04d}-{month:02d}-{day:02d}{sep}{hour:02d}:{minute:02d}:{second:02d}"
+    if digits:
+        value += f".{fraction % 10**digits:0{digits}d}"
+    value = lead + value + tail
+    time = TimeFormat("text", layout=TextLayout(sep, min(digits, 6), ""))
+    alone = time.to_epoch(pd.Series([value])).iloc[0]
+    together = time.to_epoch(pd.Series([value, companion], dtype=object)).iloc[0]
+    assert np.array_equal([alone], [together], equal_nan=True)
+    if lead or tail or digits > 6 or year == 0:  # forms Python's parser has views of its own on
+        return
+    try:
+        reference = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        reference = math.nan
+    assert math.isnan(alone) == math.isnan(reference)
+    if not math.isnan(reference):
+        assert alone == pytest.approx(reference, abs=4e-6)  # a few steps of a float this large
