@@ -181,6 +181,29 @@ def numeric_column(raw: pd.Series) -> NumericColumn:
     return NumericColumn(np.where(finite, values, np.nan), missing, ~missing & ~finite)
 
 
+def numeric_columns(frame: pd.DataFrame, keys: list[str]) -> list[NumericColumn]:
+    """`numeric_column` of each of the columns `keys`. Those that hold numbers already (the
+    common case) are converted as one block: column by column, pandas' access to each column
+    cost more than the conversion (45 numeric features: 1.0 ms against 0.2 ms for 200 rows)."""
+    at = frame.columns.get_indexer(keys)
+    if (at < 0).any():
+        raise KeyError([k for k, i in zip(keys, at, strict=True) if i < 0])
+    kinds = frame.dtypes.iloc[at]
+    numbers = np.array([d.kind in "fiu" for d in kinds], dtype=bool)
+    out: dict[int, NumericColumn] = {}  # by position in `keys`
+    if numbers.any():
+        values = frame.take(at[numbers], axis=1).to_numpy(dtype=float)
+        missing = np.isnan(values)
+        finite = np.isfinite(values)
+        values = np.where(finite, values, np.nan)
+        type_error = ~missing & ~finite
+        for j, k in enumerate(np.flatnonzero(numbers)):
+            out[k] = NumericColumn(values[:, j], missing[:, j], type_error[:, j])
+    for k in np.flatnonzero(~numbers):
+        out[k] = numeric_column(frame.iloc[:, at[k]])
+    return [out[k] for k in range(len(keys))]
+
+
 def present(values: np.ndarray) -> np.ndarray:
     """Where a category array (None for missing, see `category_column`) holds a value."""
     return np.not_equal(values, None)
@@ -270,16 +293,15 @@ def parse_rows(
             latency = latency / 1000.0
         latency = np.where(latency >= 0, latency, np.nan)
 
+    numeric = [n for n, f in model.features.items() if f.type == "numeric"]
     rows = Rows(
         ts=ts,
         prediction=prediction,
         score=score,
         latency=latency,
-        numeric={
-            n: numeric_column(frame[feature_key(n)])
-            for n, f in model.features.items()
-            if f.type == "numeric"
-        },
+        numeric=dict(
+            zip(numeric, numeric_columns(frame, [feature_key(n) for n in numeric]), strict=True)
+        ),
         categorical={
             n: category_column(frame[feature_key(n)])
             for n, f in model.features.items()

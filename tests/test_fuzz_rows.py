@@ -14,8 +14,10 @@ import datetime as dt
 import math
 import string
 import uuid
+from random import Random
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
+from exporter.rows import numeric_column, numeric_columns
 from exporter.service import MonitorService
 from tests.conftest import T0, Clock, make_config, metric_value
 
@@ -205,3 +208,32 @@ def test_sqlite_counts_every_fuzzed_row_once(tmp_path_factory, rows, layout) -> 
 @given(rows=_rows(sqlite=False))
 def test_postgresql_counts_every_fuzzed_row_once(pg_url, rows) -> None:
     _check(pg_url, rows)
+
+
+# A column as a store returns it: floats (NaN, infinities), integers, or anything on SQLite.
+_COLUMN_VALUES = st.one_of(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=3),
+    st.lists(st.integers(-(2**53), 2**53), min_size=3, max_size=3),
+    st.lists(
+        st.one_of(st.none(), st.floats(), st.integers(-10, 10), st.text(max_size=3), st.booleans()),
+        min_size=3,
+        max_size=3,
+    ),
+)
+
+
+@given(st.lists(_COLUMN_VALUES, min_size=1, max_size=6), st.randoms())
+def test_numeric_columns_converted_together_are_each_converted_alone(
+    columns: list[list[object]], random: Random
+) -> None:
+    """Columns of numbers go through one block conversion, the rest one by one: each must come
+    out as `numeric_column` makes it of that column alone (values, missing, type errors), in
+    the order asked, whatever other columns the frame holds."""
+    frame = pd.DataFrame({f"c{i}": values for i, values in enumerate(columns)})
+    frame["other"] = ["a", None, "b"]
+    keys = [f"c{i}" for i in range(len(columns))]
+    random.shuffle(keys)
+    for key, got in zip(keys, numeric_columns(frame, keys), strict=True):
+        alone = numeric_column(frame[key])
+        for part in ("values", "missing", "type_error"):
+            assert np.array_equal(getattr(got, part), getattr(alone, part), equal_nan=True), part
