@@ -156,6 +156,8 @@ class TimeFormat:
                 # A number in a text column (SQLite keeps any value) is no time, not an epoch.
                 values = values.astype(object).where(values.map(lambda v: isinstance(v, str)))
             stamps = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        elif values.dtype.kind == "M":  # instants already (the driver's datetimes): naive is UTC
+            stamps = values
         else:
             stamps = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
         instants = stamps.array
