@@ -170,10 +170,11 @@ class TimeFormat:
         """The epochs of text that is all naive ISO-8601 of at most six fractional digits
         (SQLite's DATETIME as SQLAlchemy writes it), parsed by numpy: a fifth of pandas' cost
         for a scrape's few hundred rows, the same instants. None, for pandas to parse, when a
-        value is in another form or is no real instant (numpy then rejects the batch)."""
+        value is in another form or is no real instant (numpy then rejects the batch), and for
+        a large batch (a rebuild's page), which pandas parses faster."""
         layout = self.layout
-        if layout is None or layout.offset or layout.digits > 6 or not len(values):
-            return None
+        if layout is None or layout.offset or layout.digits > 6 or not 0 < len(values) < 2_000:
+            return None  # from about 3,000 values on, pandas' parser is the faster
         text = values.to_numpy(dtype=object)
         # Only that shape: numpy also reads forms pandas does not ("+2026-...", "02026-...",
         # a leading space), reads others otherwise ("now"), and warns about offsets.
