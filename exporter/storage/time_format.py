@@ -168,7 +168,7 @@ class TimeFormat:
 
     def _layout_epoch(self, values: pd.Series) -> np.ndarray | None:
         """The epochs of text that is all naive ISO-8601 of at most six fractional digits
-        (SQLite's DATETIME as SQLAlchemy writes it), parsed by numpy: a fifth of pandas' cost
+        (SQLite's DATETIME as SQLAlchemy writes it), parsed by numpy: about a third of pandas' cost
         for a scrape's few hundred rows, the same instants. None, for pandas to parse, when a
         value is in another form or is no real instant (numpy then rejects the batch), and for
         a large batch (a rebuild's page), which pandas parses faster."""
