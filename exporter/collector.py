@@ -85,11 +85,11 @@ class _Families:
     def _flush(self) -> None:
         """Format the samples `add` noted, a family at a time."""
         for name, (labels, values) in self._pending.items():
-            run = None if self._known is None else (name, tuple(labels))
-            series = (run and self._known.get(run)) or [
+            run = (name, tuple(labels))
+            series = (self._known.get(run) if self._known is not None else None) or [
                 self._new_series(name, row, v) for row, v in zip(labels, values, strict=True)
             ]
-            if run is not None:
+            if self._known is not None:
                 self.seen[run] = series
             self._runs[name].append((series, values))
             self._text[name].append(

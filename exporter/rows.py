@@ -169,16 +169,20 @@ class Rows:
         )
 
 
+def _checked(values: np.ndarray, missing: np.ndarray) -> NumericColumn:
+    """`values` (floats of any shape; `missing`: null or NaN in the store) with NaN wherever they
+    are not a finite number, and the type errors: present, but not a finite number."""
+    finite = np.isfinite(values)
+    return NumericColumn(np.where(finite, values, np.nan), missing, ~missing & ~finite)
+
+
 def numeric_column(raw: pd.Series) -> NumericColumn:
     """Coerce a column to float, telling missing values (null, NaN) from wrong types."""
     if raw.dtype.kind in "fiu":  # numbers already (the common case): no coercion to pay for
         values = raw.to_numpy(dtype=float)
-        missing = np.isnan(values)
-    else:
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        missing = raw.isna().to_numpy()
-    finite = np.isfinite(values)
-    return NumericColumn(np.where(finite, values, np.nan), missing, ~missing & ~finite)
+        return _checked(values, np.isnan(values))
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return _checked(values, raw.isna().to_numpy())
 
 
 def numeric_columns(frame: pd.DataFrame, keys: list[str]) -> list[NumericColumn]:
@@ -192,13 +196,10 @@ def numeric_columns(frame: pd.DataFrame, keys: list[str]) -> list[NumericColumn]
     numbers = np.array([d.kind in "fiu" for d in kinds], dtype=bool)
     out: dict[int, NumericColumn] = {}  # by position in `keys`
     if numbers.any():
-        values = frame.take(at[numbers], axis=1).to_numpy(dtype=float)
-        missing = np.isnan(values)
-        finite = np.isfinite(values)
-        values = np.where(finite, values, np.nan)
-        type_error = ~missing & ~finite
+        values = frame.take(at[numbers], axis=1).to_numpy(dtype=float)  # rows x columns
+        block = _checked(values, np.isnan(values))
         for j, k in enumerate(np.flatnonzero(numbers)):
-            out[k] = NumericColumn(values[:, j], missing[:, j], type_error[:, j])
+            out[k] = NumericColumn(block.values[:, j], block.missing[:, j], block.type_error[:, j])
     for k in np.flatnonzero(~numbers):
         out[k] = numeric_column(frame.iloc[:, at[k]])
     return [out[k] for k in range(len(keys))]
