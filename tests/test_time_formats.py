@@ -303,6 +303,51 @@ def test_bounds_in_a_text_layout_mean_the_same_instant(
     assert value < time.bound(instant + 1, "lt")
 
 
+def _written(second: int, nanos: int, digits: int, layout: TextLayout) -> str:
+    """An instant (whole seconds, nanoseconds) as a writer with `digits` fraction digits writes it
+    in `layout`'s separator and offset (0 digits: no fraction at all, as `isoformat` writes a
+    whole second)."""
+    local = dt.datetime.fromtimestamp(second, dt.UTC) + layout.utc_offset
+    text = local.strftime(f"%Y-%m-%d{layout.sep}%H:%M:%S")
+    if digits:
+        text += "." + f"{nanos:09d}"[:digits]
+    return text + layout.offset
+
+
+@given(
+    sep=st.sampled_from(" T"),
+    digits=st.sampled_from([0, 3, 6]),
+    offset=st.sampled_from(["", "+02:00", "-03:00", "-0500", "Z"]),
+    second=st.integers(1_700_000_000, 1_900_000_000),
+    tick=st.integers(0, 999_999),
+)
+def test_a_bound_is_on_the_right_side_of_its_instant_however_many_digits_rows_have(
+    sep: str, digits: int, offset: str, second: int, tick: int
+) -> None:
+    """Writers drop trailing fraction digits (Python's `isoformat` writes a whole second with no
+    fraction at all): rows of the bound's own instant, and of its neighbours, written with any
+    number of digits that holds them exactly, fall on the side of `>=` and `<` bounds their
+    instant says, as text compares (SQLite's and Python's order); `<=` for rows of at most the
+    layout's digits. `Z` sorts after the digits, so there only rows of the layout's own digits
+    are in order, and are checked. Found by the fuzz test: a row at the window's first instant,
+    written without a fraction, was never read."""
+    layout = TextLayout(sep, digits, offset)
+    time = TimeFormat("text", layout=layout)
+    nanos = (tick % 10**digits) * 10 ** (9 - digits)  # the bound's instant, in the layout
+    bound = {side: time.bound(second + nanos / 1e9, side) for side in ("ge", "lt", "le")}
+    step = 10 ** (9 - max(digits, 1))
+    for moved in (-(10**9), -step, -1, 0, 1, step, 10**9, -nanos):
+        s, n = divmod(second * 10**9 + nanos + moved, 10**9)
+        for written in range(10):
+            if n % 10 ** (9 - written) or (offset == "Z" and written != digits):
+                continue  # that many digits cannot hold the instant, or `Z` has no order
+            value, at = _written(s, n, written, layout), (s - second) * 10**9 + n - nanos
+            assert (value >= bound["ge"]) == (at >= 0), (value, bound)
+            assert (value < bound["lt"]) == (at < 0), (value, bound)
+            if written <= digits:
+                assert (value <= bound["le"]) == (at <= 0), (value, bound)
+
+
 # Values read in the same batch as the text under test, which make pandas parse the batch:
 # missing, nanosecond digits (pandas then counts the whole batch in nanoseconds), another
 # layout, no time, a number.

@@ -75,14 +75,25 @@ class TextLayout:
         hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
         return sign * dt.timedelta(hours=hours, minutes=minutes)
 
-    def render(self, ticks: int) -> str:
-        """An instant, counted in this layout's resolution (10**-digits s), as it is written."""
+    def render(self, ticks: int, shortest: bool = False) -> str:
+        """An instant, counted in this layout's resolution (10**-digits s), as it is written;
+        `shortest`: without the fraction's trailing zeros (see `TimeFormat.bound`)."""
         whole, fraction = divmod(ticks, 10**self.digits)
         local = dt.datetime.fromtimestamp(whole, dt.UTC) + self.utc_offset
         text = local.strftime(f"%Y-%m-%d{self.sep}%H:%M:%S")
         if self.digits:
-            text += f".{fraction:0{self.digits}d}"
+            digits = f"{fraction:0{self.digits}d}"
+            if shortest:
+                digits = digits.rstrip("0")
+            text += f".{digits}" if digits else ""
         return text + self.offset
+
+    @property
+    def sorts_shorter_first(self) -> bool:
+        """Whether an instant written with fewer fractional digits sorts before the same instant
+        written with more (`12` < `12.5` < `12.500`): true where what follows the seconds sorts
+        before `.` and the digits (the end of naive text, `+` and `-` of an offset), not for `Z`."""
+        return self.offset[:1] in ("", "+", "-")
 
     def ticks(self, epoch: float, side: Side) -> int:
         """`epoch` in this layout's resolution, rounded the way `side` needs to stay exact: up
@@ -124,14 +135,23 @@ class TimeFormat:
 
     def bound(self, epoch: float, side: Side) -> Any:
         """`epoch` as a value of the column, rounded so that `column >= / <= / < value` selects
-        exactly the rows at or after / at or before / before that instant."""
+        exactly the rows at or after / at or before / before that instant.
+
+        Writers need not write every fraction digit: Python's `isoformat` drops a zero fraction
+        (`12:00:00`, then `12:00:00.500000`). Where the shorter form sorts first
+        (`TextLayout.sorts_shorter_first`), a lower bound (`>=`, and `<`, whose bound is the first
+        instant left out) is written in its shortest form, which sorts at or before every way
+        of writing that instant and after every earlier instant, so a row at the bound's very
+        instant is on the right side of it however many digits it has."""
         if self.kind == "epoch":
             return epoch * self.scale
         if self.kind == "datetime":
             value = dt.datetime.fromtimestamp(epoch, dt.UTC)
             return value if self.aware else value.replace(tzinfo=None)
-        assert self.layout is not None
-        return self.layout.render(self.layout.ticks(epoch, side))
+        layout = self.layout
+        assert layout is not None
+        shortest = side != "le" and layout.sorts_shorter_first
+        return layout.render(layout.ticks(epoch, side), shortest=shortest)
 
     def native(self, epoch: float) -> Any:
         """`epoch` as a value to store (the prediction logger writing into this column)."""
