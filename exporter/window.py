@@ -62,6 +62,8 @@ class BucketRing:
         self.n = window.buckets
         self.values = np.zeros((self.n, size))
         self.ids = np.full(self.n, _NO_BUCKET, dtype=np.int64)
+        self._adds = 0  # batches added so far: what `total` was last summed at, with the bucket
+        self._total: tuple[tuple[int, int], np.ndarray] | None = None
 
     def bucket_of(self, ts: np.ndarray) -> np.ndarray:
         return np.floor(np.asarray(ts, dtype=float) / self.width).astype(np.int64)
@@ -79,6 +81,7 @@ class BucketRing:
 
     def add(self, bucket_ids: np.ndarray, rows: np.ndarray) -> None:
         """Add one row of statistics per (live) bucket id."""
+        self._adds += 1
         for bucket, row in zip(bucket_ids.tolist(), rows, strict=True):
             slot = bucket % self.n
             if self.ids[slot] != bucket:
@@ -87,7 +90,16 @@ class BucketRing:
             self.values[slot] += row
 
     def total(self, now: float) -> np.ndarray:
-        return self.values[self.is_live(self.ids, now)].sum(axis=0)
+        """The sums of the live buckets (read-only). Summed again only once a batch was added
+        or the window moved on: an idle model's refresh sums nothing (a 60 x 2,000 ring of a
+        50-feature model took 0.1-0.3 ms a sum, two per refresh), and its report, built from
+        these very arrays, is known to stand at a glance (`Totals.same_as`)."""
+        at = (self.current(now), self._adds)
+        if self._total is None or self._total[0] != at:
+            total = self.values[self.is_live(self.ids, now)].sum(axis=0)
+            total.flags.writeable = False  # shared by every caller until the next sum
+            self._total = (at, total)
+        return self._total[1]
 
 
 class LatencyHistogram:

@@ -5,13 +5,17 @@ samples of a report are built once and render exactly as a fresh collector's."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import ModelCollector
-from exporter.config import Config
+from exporter.config import Config, WindowConfig
 from exporter.exposition import _body
 from exporter.report import build_report
 from exporter.service import MonitorService
+from exporter.window import BucketRing
 from tests.conftest import T0, Clock, log_regression, make_config, regression_rows, seed_regression
 
 
@@ -48,6 +52,43 @@ def test_report_is_rebuilt_exactly_when_the_sums_change(tmp_path) -> None:
     refresher.refresh()
     assert refresher.report is not with_rows and refresher.report == fresh()
     assert refresher.report.window_predictions < with_rows.window_predictions
+
+
+# A ring's steps: add a batch (live buckets, as offsets from now; a value), or move the clock.
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.lists(st.integers(-4, 0), min_size=1, max_size=4),  # live buckets only
+            st.integers(1, 5),
+        ),
+        st.tuples(st.just("move"), st.integers(0, 250), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@given(_STEPS)
+def test_a_rings_total_is_the_sum_of_its_live_buckets_after_any_adds_and_moves(steps) -> None:
+    """`BucketRing.total` keeps its sums between adds and moves of the window; the reference
+    is a plain record of what was added to which bucket, summed over the buckets live now."""
+    ring = BucketRing(WindowConfig(length=300, bucket=60), size=3)
+    now, added = T0, {}
+    for kind, what, value in steps:
+        if kind == "move":
+            now += what
+        else:
+            ids = np.unique(ring.current(now) + np.array(what))
+            rows = np.outer(np.arange(1, len(ids) + 1), [value, 1.0, 0.5])
+            ring.add(ids, rows)
+            for bucket, row in zip(ids.tolist(), rows, strict=True):
+                added[bucket] = added.get(bucket, 0.0) + row
+        live = [v for b, v in added.items() if ring.current(now) - 5 < b <= ring.current(now)]
+        expected = np.sum(live, axis=0) if live else np.zeros(3)
+        total = ring.total(now)
+        assert np.array_equal(total, expected), (steps, now)
+        with pytest.raises(ValueError):  # kept for every caller: nobody may write to it
+            total[0] = -1.0
 
 
 def _log_new_rows(config: Config, clock: Clock) -> None:
