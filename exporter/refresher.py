@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,7 @@ from exporter.storage.prediction_store import (
     create_project_tables,
 )
 from exporter.storage.push_down import BucketSums, drift_sums_in_parts, unsupported
+from exporter.storage.time_format import SECOND_PREFIX
 from exporter.sufficient_stats import Totals
 from exporter.window import ModelWindow
 
@@ -115,6 +117,9 @@ class _Stream:
     # Most rows of the last read were counted already (labels taken by the prediction reads,
     # `ModelRefresher._labels_in_predictions`): read the keys first, then only what is lacking.
     taken: bool = True
+    # ids of the rows counted whose time is text that is no instant, by whole-second prefix
+    # (`ModelSource.count_rows` counts the store's under the same prefixes)
+    unplaced: dict[str, set[Any]] = field(default_factory=dict)
 
     @property
     def order(self) -> str:
@@ -125,6 +130,22 @@ class _Stream:
         """The keyset position just past the last row of `frame`."""
         last = frame.iloc[-1]
         return Cursor(last[self.order], last[ID])
+
+    def counted_unplaced(self, frame: pd.DataFrame, epoch: np.ndarray) -> None:
+        """Note the rows of `frame` whose time is text but no instant (rejected as they are
+        folded), by whole-second prefix."""
+        untimed = ~np.isfinite(epoch)
+        if not untimed.any():
+            return
+        for value, key in zip(frame[self.order][untimed], frame[ID][untimed], strict=True):
+            if isinstance(value, str):
+                self.unplaced.setdefault(value[:SECOND_PREFIX], set()).add(key)
+
+    def forget_unplaced(self, keep: object) -> None:
+        """Drop the prefixes that sort before `keep`, the window's first instant as the column
+        writes it: no count reaches them any more."""
+        if isinstance(keep, str):
+            self.unplaced = {p: ids for p, ids in self.unplaced.items() if p >= keep}
 
     def passed(self, frame: pd.DataFrame, epoch: np.ndarray) -> None:
         """Move past `frame`, read in order (`epoch`: its rows' times). The time read up to
@@ -624,6 +645,7 @@ class ModelRefresher:
         keep = self._retention_start(stream.kind, now)
         width = stream.ledger.width
         stream.ledger.forget_before(int(np.floor(keep / width)))
+        stream.forget_unplaced(self.source.time_format(stream.kind).bound(keep, "ge"))
         planned, stream.counting = stream.counting or self._plan_counts(stream, now), None
         if planned is None:  # nothing read yet: only the rows without a time to count
             if self._sweep_share(stream, now) >= 1.0:
@@ -641,8 +663,10 @@ class ModelRefresher:
             if total != stream.ledger.count_between(first, stop)
         ]
         store = counts.by_bucket  # where spans share a slice, the later one's count stands
+        unplaced = counts.unplaced
         if differ:
-            store = store | self.source.count_rows(stream.kind, int(width), differ).by_bucket
+            again = self.source.count_rows(stream.kind, int(width), differ)
+            store, unplaced = store | again.by_bucket, unplaced | again.unplaced
         stream.sweep, stream.swept_at = (keep if planned.complete else planned.end), now
         short = sorted(b for b, count in store.items() if count > stream.ledger.count(b))
         found = 0
@@ -652,6 +676,8 @@ class ModelRefresher:
                 found += self._fold_lacking(
                     stream, span, keys, self._order_epoch(stream, keys), now
                 )
+        if stream.kind == "predictions":
+            found += self._fold_unplaced(stream, unplaced, Span(keep, last), now)
         if found:
             self.status.late_rows[stream.kind] += found
             log.info(
@@ -678,6 +704,26 @@ class ModelRefresher:
             chunk = tuple(lacking.iloc[at : at + IDS_PER_READ].tolist())
             for frame in self._pages(stream, replace(span, ids=chunk), self._fetch_rows):
                 found += self._fold(stream, frame, self._order_epoch(stream, frame), now)
+        return found
+
+    def _fold_unplaced(
+        self, stream: _Stream, counts: dict[str, int], span: Span, now: float
+    ) -> int:
+        """Fetch and fold (reject, once each) the rows whose time is text that is no instant
+        (a 61st second) where the store holds more of them under a prefix (`counts`) than the
+        reads counted: committed behind the read position, no read returns them, and they belong
+        to no slice the ledger could find short. Returns how many were new."""
+        found = 0
+        for prefix, count in counts.items():
+            seen = stream.unplaced.get(prefix, set())
+            if count <= len(seen):
+                continue
+            keys = self.source.unplaced_keys(stream.kind, prefix, span)
+            lacking = [key for key in keys[ID].tolist() if key not in seen]
+            for at in range(0, len(lacking), IDS_PER_READ):
+                chunk = tuple(lacking[at : at + IDS_PER_READ])
+                for frame in self._pages(stream, replace(span, ids=chunk), self._fetch_rows):
+                    found += self._fold(stream, frame, self._order_epoch(stream, frame), now)
         return found
 
     def _sweep_done(self, stream: _Stream, now: float) -> None:
@@ -781,6 +827,8 @@ class ModelRefresher:
         yet; returns how many were new. `defer`: see `ModelWindow.add_predictions`."""
         fresh = np.ones(len(frame), dtype=bool)
         timed = np.isfinite(epoch)
+        if stream.kind == "predictions":
+            stream.counted_unplaced(frame, epoch)
         keys = np.zeros(len(frame), dtype=np.uint64)  # untimed rows are rejected unkeyed
         keys[timed] = row_keys(frame[ID][timed], epoch[timed])
         fresh[timed] = stream.ledger.admit(epoch[timed], keys[timed])

@@ -356,6 +356,47 @@ def test_a_late_row_in_the_read_positions_own_slice_is_found_while_the_stream_is
     engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("text", "late"),
+    [("2027-01-15 07:59:61.000000", False), ("2027-01-15 07:58:61.000000", True)],
+)
+def test_a_text_time_that_is_no_time_is_counted_once_however_late_it_commits(
+    tmp_path, text: str, late: bool
+) -> None:
+    """A value in the column's own layout that is no instant (a 61st second) sorts among the
+    times. Committed behind the read position (07:59:50), no read returns it: reconciliation
+    counts the store's rows per whole-second prefix, finds more under that prefix than the reads
+    counted, and rejects the row once (it used to be left uncounted). Ahead of the position,
+    the read rejects it, and reconciliation finds nothing more to count."""
+    assert _utc(T0).isoformat(sep=" ") == "2027-01-15 08:00:00"
+    base = np.linspace(T0 - 300, T0 - 10, 100)
+    engine, predictions, clock, service, client = _served(
+        f"sqlite:///{tmp_path / 's.db'}", 60, base
+    )
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction("leap", T0 - 20)])
+        conn.execute(
+            predictions.update()
+            .where(predictions.c.prediction_id == "leap")
+            .values(created_at=sa.literal_column(f"'{text}'"))
+        )
+    seen = []
+    for _ in range(8):  # a sweep a minute (reconcile_interval): it passes the row 3 times
+        clock.advance(30)
+        body = client.get("/metrics").text
+        rejected = metric_value(
+            body, "model_monitor_rows_rejected_total", reason="invalid_timestamp"
+        )
+        late_rows = metric_value(body, "model_monitor_late_rows_total", stream="predictions")
+        seen.append((rejected, late_rows))
+        assert metric_value(body, "model_window_predictions", model_id="reg") == 100
+    # found once, then never again, sweep after sweep
+    assert seen[-6:] == [(1, 1 if late else 0)] * 6, seen
+    assert all(r <= 1 for r, _ in seen), seen
+    service.engine.dispose()
+    engine.dispose()
+
+
 def test_a_text_time_that_sorts_in_the_window_but_is_no_time_is_rejected_once(tmp_path) -> None:
     """SQLite keeps any text in a DATETIME column. A value in the column's own layout that is
     no instant (a 61st second) sorts among the times, so the read returns it: it is rejected

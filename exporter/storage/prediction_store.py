@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from exporter.config import Config, ModelConfig
 from exporter.storage.copy_pages import CopyPages
 from exporter.storage.engine import autocommit, fetch_all
 from exporter.storage.time_format import (
+    SECOND_PREFIX,
     TEXT_TIME_PATTERN,
     TimeFormat,
     declared_kind,
@@ -346,10 +347,13 @@ Stream = Literal["predictions", "labels"]
 
 @dataclass(frozen=True)
 class RowCounts:
-    """What `ModelSource.count_rows` counted: rows per bucket, and the total of each whole span."""
+    """What `ModelSource.count_rows` counted: rows per bucket, and the total of each whole span;
+    and, of text times, the rows per whole-second prefix that is no instant (a 61st second), which
+    sort among the times but belong to no bucket."""
 
     by_bucket: dict[int, int]
     totals: list[int]
+    unplaced: dict[str, int] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=256)
@@ -807,13 +811,36 @@ class ModelSource:
             else:
                 totals[row[0] - len(by_bucket)] = int(row[2])
         buckets = self.time_format(stream).buckets([b for _, b, _ in grouped], width).tolist()
-        for bucket, (part, _, n) in zip(buckets, grouped, strict=True):
+        unplaced: dict[str, int] = {}
+        for bucket, (part, key, n) in zip(buckets, grouped, strict=True):
             if bucket >= 0:  # text prefixes of one second may share a bucket: add them up
                 parts[part][bucket] = parts[part].get(bucket, 0) + int(n)
+            elif isinstance(key, str):  # spans do not overlap where this matters: the last
+                unplaced[key] = int(n)
         merged: dict[int, int] = {}
         for part_counts in parts:
             merged |= part_counts
-        return RowCounts(merged, totals)
+        return RowCounts(merged, totals, unplaced)
+
+    def unplaced_keys(self, stream: Stream, prefix: str, span: Span) -> pd.DataFrame:
+        """(id, stored time) of the rows up to `span`'s end whose time is text beginning with
+        `prefix`, a whole-second prefix `count_rows` found to be no instant: they sort together,
+        from `prefix` on, so the index range starts there."""
+        from_, order, key, filters = self._stream_order(stream)
+        time = self.time_format(stream)
+        start = sa.bindparam("prefix", prefix, type_=order.type)
+        stmt = (
+            sa.select(key.label(ID), order.label(ARRIVAL if stream == "labels" else TS))
+            .select_from(from_)
+            .where(
+                *filters,
+                order >= start,
+                order <= sa.bindparam("until", time.bound(span.until, "le"), type_=order.type),
+                sa.func.substr(order, 1, SECOND_PREFIX) == start,
+            )
+            .order_by(order, key)
+        )
+        return self._fetch(stmt)
 
     def count_unordered(self, stream: Stream) -> int:
         """Rows of a stream without a time (NULL, or text that is not a time), which no read by

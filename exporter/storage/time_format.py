@@ -41,6 +41,7 @@ _ISO = re.compile(
 
 # Values that can be a time in ISO text start with a four-digit year; the rest never parse.
 TEXT_TIME_PATTERN = "____-__-__%"
+SECOND_PREFIX = len("2026-11-24 10:54:58")  # the whole-second part of ISO text
 # A batch of naive ISO-8601 times of at most six fractional digits, one per line.
 _NAIVE_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
 _NAIVE_BATCH = re.compile(rf"(?:{_NAIVE_TIME}\n)*{_NAIVE_TIME}", re.ASCII)
@@ -215,7 +216,7 @@ class TimeFormat:
         turns its result into bucket numbers. Text groups by its whole-second prefix (exact,
         cheap, no date parsing per row); the rest by arithmetic on the value."""
         if self.kind == "text":
-            return sa.func.substr(self.expression(column), 1, 19)
+            return sa.func.substr(self.expression(column), 1, SECOND_PREFIX)
         if dialect == "sqlite":  # SQLite may lack floor(); epochs are positive
             seconds = column if self.scale == 1.0 else column / self.scale
             return sa.cast(seconds, sa.Integer) // width
