@@ -170,7 +170,6 @@ class Shards:
         started = [pipe.recv() for pipe in self.pipes]
         self.rebuild = max(rebuild for rebuild, _ in started)
         self.rss_before = sum(rss for _, rss in started)
-        self.slowest_share: list[float] = []
 
     def scrape(self, now: float) -> float:
         for pipe in self.pipes:
