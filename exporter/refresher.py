@@ -131,10 +131,9 @@ class _Stream:
         last = frame.iloc[-1]
         return Cursor(last[self.order], last[ID])
 
-    def counted_unplaced(self, frame: pd.DataFrame, epoch: np.ndarray) -> None:
-        """Note the rows of `frame` whose time is text but no instant (rejected as they are
-        folded), by whole-second prefix."""
-        untimed = ~np.isfinite(epoch)
+    def counted_unplaced(self, frame: pd.DataFrame, untimed: np.ndarray) -> None:
+        """Note the rows of `frame` without a time (`untimed`) whose time is text (rejected as
+        they are folded), by whole-second prefix."""
         if not untimed.any():
             return
         for value, key in zip(frame[self.order][untimed], frame[ID][untimed], strict=True):
@@ -828,7 +827,7 @@ class ModelRefresher:
         fresh = np.ones(len(frame), dtype=bool)
         timed = np.isfinite(epoch)
         if stream.kind == "predictions":
-            stream.counted_unplaced(frame, epoch)
+            stream.counted_unplaced(frame, ~timed)
         keys = np.zeros(len(frame), dtype=np.uint64)  # untimed rows are rejected unkeyed
         keys[timed] = row_keys(frame[ID][timed], epoch[timed])
         fresh[timed] = stream.ledger.admit(epoch[timed], keys[timed])

@@ -356,6 +356,22 @@ def test_a_late_row_in_the_read_positions_own_slice_is_found_while_the_stream_is
     engine.dispose()
 
 
+def _served_with_text_time(tmp_path, text: str):
+    """`_served` on SQLite with 100 predictions up to T0 - 10 (the read position), then one more
+    row, "leap", whose stored time is `text` (SQLite keeps any text in a DATETIME column)."""
+    engine, predictions, clock, service, client = _served(
+        f"sqlite:///{tmp_path / 's.db'}", 60, np.linspace(T0 - 300, T0 - 10, 100)
+    )
+    with engine.begin() as conn:
+        conn.execute(predictions.insert(), [_prediction("leap", T0 - 5)])
+        conn.execute(
+            predictions.update()
+            .where(predictions.c.prediction_id == "leap")
+            .values(created_at=sa.literal_column(f"'{text}'"))
+        )
+    return engine, predictions, clock, service, client
+
+
 @pytest.mark.parametrize(
     ("text", "late"),
     [("2027-01-15 07:59:61.000000", False), ("2027-01-15 07:58:61.000000", True)],
@@ -369,17 +385,7 @@ def test_a_text_time_that_is_no_time_is_counted_once_however_late_it_commits(
     counted, and rejects the row once (it used to be left uncounted). Ahead of the position,
     the read rejects it, and reconciliation finds nothing more to count."""
     assert _utc(T0).isoformat(sep=" ") == "2027-01-15 08:00:00"
-    base = np.linspace(T0 - 300, T0 - 10, 100)
-    engine, predictions, clock, service, client = _served(
-        f"sqlite:///{tmp_path / 's.db'}", 60, base
-    )
-    with engine.begin() as conn:
-        conn.execute(predictions.insert(), [_prediction("leap", T0 - 20)])
-        conn.execute(
-            predictions.update()
-            .where(predictions.c.prediction_id == "leap")
-            .values(created_at=sa.literal_column(f"'{text}'"))
-        )
+    engine, _, clock, service, client = _served_with_text_time(tmp_path, text)
     seen = []
     for _ in range(8):  # a sweep a minute (reconcile_interval): it passes the row 3 times
         clock.advance(30)
@@ -402,17 +408,9 @@ def test_a_text_time_that_sorts_in_the_window_but_is_no_time_is_rejected_once(tm
     no instant (a 61st second) sorts among the times, so the read returns it: it is rejected
     once, and the read goes on from the last row that has a time (it used to make that time
     NaN, and every later refresh failed on the bounds it planned from it)."""
-    base = np.linspace(T0 - 300, T0 - 10, 100)
-    engine, predictions, clock, service, client = _served(
-        f"sqlite:///{tmp_path / 's.db'}", 60, base
+    engine, predictions, clock, service, client = _served_with_text_time(
+        tmp_path, "2027-01-15 07:59:60.000000"
     )
-    with engine.begin() as conn:
-        conn.execute(predictions.insert(), [_prediction("leap", T0 - 5)])
-        conn.execute(
-            predictions.update()
-            .where(predictions.c.prediction_id == "leap")
-            .values(created_at=sa.literal_column("'2027-01-15 07:59:60.000000'"))
-        )
     assert _utc(T0).isoformat(sep=" ") == "2027-01-15 08:00:00"  # the text sorts before T0
     clock.advance(10)
     body = client.get("/metrics").text

@@ -815,7 +815,7 @@ class ModelSource:
         for bucket, (part, key, n) in zip(buckets, grouped, strict=True):
             if bucket >= 0:  # text prefixes of one second may share a bucket: add them up
                 parts[part][bucket] = parts[part].get(bucket, 0) + int(n)
-            elif isinstance(key, str):  # spans do not overlap where this matters: the last
+            elif isinstance(key, str):  # no instant: its rows lie in one span (bounds are)
                 unplaced[key] = int(n)
         merged: dict[int, int] = {}
         for part_counts in parts:
