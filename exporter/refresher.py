@@ -529,6 +529,8 @@ class ModelRefresher:
             timed = np.isfinite(epoch)
             ids = pushed.keys[ID][timed]
             stream.ledger.admit(epoch[timed], row_keys(ids, epoch[timed]))
+            # the sums rejected (or left to the fold above) the rows whose text is no instant
+            stream.counted_unplaced(pushed.keys, ~timed)
             stream.passed(pushed.keys, epoch)
         if self._labels is not None:
             self._labels.taken = False  # no prediction read took labels: read them whole
