@@ -84,22 +84,27 @@ class Rows:
         return len(self.ts)
 
     @classmethod
-    def concat(cls, parts: Iterable[Rows]) -> Rows:
-        """The rows of `parts` one after the other. Each field is joined on its own and its
-        pieces let go at once, so the peak is the rows themselves plus one field, not twice the
-        rows (a frame parsed a chunk at a time stays near the size of its result)."""
-        pieces: dict[tuple[str, ...], list[np.ndarray]] = {}
-        optional: set[tuple[str, ...]] = set()
+    def concat(cls, parts: Iterable[Rows], rows: int) -> Rows:
+        """The rows of `parts`, at most `rows` of them in all, one after the other. Each field is
+        allocated once and each part copied in as it comes, so a part can go before the next
+        is made: the peak is the rows themselves plus one part, however a part's arrays share
+        memory (a parsed chunk's numeric columns are views of one block, which joining field
+        by field would keep whole until its last column is joined)."""
+        joined: dict[tuple[str, ...], np.ndarray] = {}
+        absent: set[tuple[str, ...]] = set()
+        n = 0
         for part in parts:
+            m = len(part)
             for key, array in part._fields().items():
                 if array is None:
-                    optional.add(key)
-                else:
-                    pieces.setdefault(key, []).append(array)
-        joined: dict[tuple[str, ...], np.ndarray] = {}
-        for key in list(pieces):
-            joined[key] = np.concatenate(pieces.pop(key))
-        return cls._from_fields(joined, optional)
+                    absent.add(key)
+                    continue
+                if key not in joined:
+                    joined[key] = np.empty(rows, dtype=array.dtype)
+                # A field's type is the parse's, the same in every part ("safe" says so).
+                np.copyto(joined[key][n : n + m], array, casting="safe")
+            n += m
+        return cls._from_fields({key: array[:n] for key, array in joined.items()}, absent)
 
     def _fields(self) -> dict[tuple[str, ...], np.ndarray | None]:
         """Every array of the rows, by a key that names where it goes (see `_from_fields`)."""

@@ -56,7 +56,7 @@ class DataDriftDetector:
             given = {ALIASES.get(k, k): v for k, v in drift_thresholds.items()}
             model["thresholds"] = {s: given.get(s) for s in STATISTICS}
         self.model = ModelConfig.model_validate(model)
-        rows = Rows.concat(self._parsed(reference_data))
+        rows = Rows.concat(self._parsed(reference_data), len(reference_data))
         self.baseline = capture_baseline(self.model, rows)
 
     def _parsed(self, data: pd.DataFrame) -> Iterator[Rows]:
