@@ -115,8 +115,11 @@ class NumericReference:
         if len(values) == 0:
             raise ValueError("no finite values to take a baseline from")
         # The same quantiles from a sorted copy: numpy's sort is vectorised, while selecting 101
-        # order statistics from unsorted values costs about twice as long.
-        quantiles = np.quantile(np.sort(values), np.linspace(0.0, 1.0, FINE_BINS + 1))
+        # order statistics from unsorted values costs about twice as long. The copy is ours, so
+        # `quantile` may partition it in place rather than copy it again.
+        quantiles = np.quantile(
+            np.sort(values), np.linspace(0.0, 1.0, FINE_BINS + 1), overwrite_input=True
+        )
         edges = np.unique(quantiles)
         coarse = np.unique(quantiles[:: FINE_BINS // PSI_BINS])
         if len(edges) == 1:  # a constant feature: one closed bin [v, v]
@@ -132,9 +135,10 @@ class NumericReference:
             float(values.std()),
             missing,
         )
-        return replace(
-            empty, counts=np.bincount(empty.bin(values), minlength=empty.n_bins).astype(float)
-        )
+        counts = np.zeros(empty.n_bins)
+        for start in range(0, len(values), CHUNK):  # the bins' temporaries: few MB for any length
+            counts += np.bincount(empty.bin(values[start : start + CHUNK]), minlength=empty.n_bins)
+        return replace(empty, counts=counts)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,8 @@ from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 from scipy import stats
 
+from exporter import baseline, sufficient_stats
 from exporter import significance as sig
-from exporter import sufficient_stats
 from exporter.baseline import CategoricalReference, NumericReference
 from exporter.config import DriftThresholds, parse_config
 from exporter.drift import statistical as st
@@ -160,6 +161,11 @@ def test_baseline_bins_hold_every_baseline_value(values: np.ndarray) -> None:
     assert ref.counts.sum() == len(values)
     assert ref.counts[0] == 0 and ref.counts[-1] == 0
     assert np.all(np.diff(ref.psi_bins) >= 0)
+    # The values are binned a chunk at a time (few MB of temporaries at any length): chunks of
+    # 7 give the counts of one pass, each value counted once, the last short chunk included.
+    with mock.patch.object(baseline, "CHUNK", 7):
+        chunked = NumericReference.capture(values)
+    assert np.array_equal(chunked.counts, np.bincount(ref.bin(values), minlength=ref.n_bins))
 
 
 samples = hnp.arrays(

@@ -24,7 +24,7 @@ ALIASES = {
     "wasserstein": "wasserstein_normalized",
 }
 STATISTICS = ("psi", "js_distance", "kl_divergence", "ks_statistic", "wasserstein_normalized")
-CHUNK_ROWS = 50_000  # rows parsed at once: bounds the memory a large frame needs
+CHUNK_ROWS = 25_000  # rows parsed at once: bounds the memory a large frame needs
 
 
 class DataDriftDetector:
