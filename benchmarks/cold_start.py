@@ -2,12 +2,13 @@
 second, for a model of 25 features (20 numeric, 5 categorical; labels in the same table with
 their own arrival time, so both streams are read), before and after fresh planner statistics.
 
-    python benchmarks/cold_start.py [--store-url URL] [--rows 1000000]
+    python benchmarks/cold_start.py [--store-url URL] [--rows 1000000] [--without-estimation]
 
 The table is filled once; each run is a new exporter process state (a fresh `MonitorService`)
 timing its warm-up, the first refresh that reads the whole window. "fresh" is the table as the
 fill leaves it, before autovacuum has analyzed it; "analyzed" is after `VACUUM ANALYZE`
-(PostgreSQL; on SQLite, `ANALYZE`). Target (issue 11): >= 200,000 rows/s.
+(PostgreSQL; on SQLite, `ANALYZE`). Target (issue 11): >= 200,000 rows/s. `--without-estimation`
+turns DLE off (`estimation.enabled: false`): what the rebuild costs without its loss models.
 """
 
 from __future__ import annotations
@@ -93,11 +94,15 @@ def main() -> None:
     parser = store_parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=2, help="rebuilds per state (best is kept)")
+    parser.add_argument(
+        "--without-estimation", action="store_true", help="DLE off: the rebuild without it"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    model = {**MODEL, "estimation": {"enabled": not args.without_estimation}}
     with tempfile.TemporaryDirectory() as tmp:
         url = args.store_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        config, engine = open_store(url, [MODEL])
+        config, engine = open_store(url, [model])
         if engine.dialect.name == "postgresql":  # "fresh" stays fresh until `analyze`
             with engine.begin() as conn:
                 conn.exec_driver_sql(

@@ -162,6 +162,7 @@ def main() -> None:
         ("estimation", ["--windows", "10", "--reference", "10000"] if quick else []),
         ("deadlines", ["--statements", "500"] if quick else []),
         ("fold", ["--repeats", "1"] if quick else []),
+        ("loss_models", ["--rows", "20000"] if quick else []),
         ("competitors", ["--sizes", "20000"] if quick else []),
     ):
         outputs[name] = run(name, args)
