@@ -113,6 +113,29 @@ def test_a_reference_joined_from_chunks_is_the_one_pass_rows_held_once() -> None
     assert peak < size * 1.35  # the rows, one chunk (a twentieth) and its parse's copies
 
 
+def test_a_capture_holds_the_parsed_reference_once() -> None:
+    """End to end, a capture's peak is its parsed rows plus temporaries of a chunk's size, not a
+    second copy of the rows (issue 11's bound: 300 MB at 1M x 25, the rows alone 256 MB)."""
+    rng = np.random.default_rng(9)
+    n = 400_000
+    frame = pd.DataFrame(
+        {
+            **{f"x{i}": rng.normal(0, 1, n) for i in range(10)},
+            **{
+                f"c{i}": np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, n)]
+                for i in range(2)
+            },
+        }
+    )
+    tracemalloc.start()
+    drift = DataDriftDetector(frame, categorical_features=["c0", "c1"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    rows = from_dataframe(drift.model, frame, np.zeros(n))
+    size = sum(a.nbytes for a in rows._fields().values() if a is not None)
+    assert peak < size * 1.3, peak / size
+
+
 def test_dtypes_and_index_do_not_change_the_numbers() -> None:
     """The frame's columns are taken with their own dtypes: text as object, pandas' string or
     category dtype, numbers as float or nullable Int64, under a shuffled index, give the
