@@ -646,7 +646,8 @@ class ModelRefresher:
         keep = self._retention_start(stream.kind, now)
         width = stream.ledger.width
         stream.ledger.forget_before(int(np.floor(keep / width)))
-        stream.forget_unplaced(self.source.time_format(stream.kind).bound(keep, "ge"))
+        if stream.unplaced:  # rarely: the bound is text rendered anew each time
+            stream.forget_unplaced(self.source.time_format(stream.kind).bound(keep, "ge"))
         planned, stream.counting = stream.counting or self._plan_counts(stream, now), None
         if planned is None:  # nothing read yet: only the rows without a time to count
             if self._sweep_share(stream, now) >= 1.0:
